@@ -1,0 +1,220 @@
+"""Run configuration: typed dataclasses checked on construction, stored as TOML.
+
+A config is the full description of a run: what is trained, on what, for how
+long, and where results go. It is validated in ``__post_init__`` so that a bad
+value fails with one clear line before any model is loaded, and it round-trips
+through TOML so a run can be repeated or resumed from its saved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+DEFAULT_SIZES: tuple[int, ...] = (200, 400, 800, 1600)
+"""The default ladder: geometric, doubling from 200 samples, as in LensLLM."""
+
+DEFAULT_TARGET = 6400
+"""The default full-dataset size the ranking predicts for."""
+
+DEFAULT_MODELS: tuple[str, ...] = ("tiny:gpt2-s", "tiny:gpt2-l", "tiny:llama-s", "tiny:llama-l")
+"""The built-in tiny zoo (``tiny:`` names resolve through core.models)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line for the user."""
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DataConfig:
+    """Where the task data comes from and how examples are read."""
+
+    source: str = "builtin"
+    """``builtin`` (offline text shipped with Python), a local file path
+    (.jsonl/.json/.csv/.parquet/.txt) or a Hugging Face hub dataset name."""
+    format: str = "text"
+    """``text`` (language modelling on the whole example) or ``prompt_completion``
+    (loss on completion tokens only)."""
+    text_column: str = "text"
+    prompt_column: str = "prompt"
+    completion_column: str = "completion"
+    hub_config: str | None = None
+    """Hub dataset configuration name, if the dataset has several."""
+    hub_split: str = "train"
+    validation_size: int = 64
+    """Held-out examples for early stopping."""
+    test_size: int = 128
+    """Held-out examples every point's test loss is measured on (fixed per run)."""
+    max_length: int = 128
+    """Tokens per example; longer examples are truncated."""
+    seed: int = 0
+    """Seed of the train / validation / test split and of the nested subsets."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.source), "data.source must not be empty")
+        _check(
+            self.format in ("text", "prompt_completion"),
+            f"data.format must be 'text' or 'prompt_completion', not {self.format!r}",
+        )
+        _check(self.validation_size >= 1, "data.validation_size must be at least 1")
+        _check(self.test_size >= 1, "data.test_size must be at least 1")
+        _check(self.max_length >= 8, "data.max_length must be at least 8")
+
+
+@dataclass
+class TrainConfig:
+    """How one point is fine-tuned; recorded with every point in the store."""
+
+    learning_rate: float = 5e-4
+    batch_size: int = 16
+    epochs: float = 1.0
+    """Passes over the subset; steps = ceil(epochs * size / batch_size)."""
+    min_steps: int = 8
+    """Lower bound on optimizer steps so tiny subsets still move the weights."""
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``."""
+    gradient_checkpointing: bool = False
+    lora: bool = False
+    """Train LoRA adapters (peft) instead of all weights, for large models."""
+    lora_r: int = 8
+    early_stopping_patience: int = 0
+    """Validation checks without improvement before stopping; 0 disables."""
+    eval_every: int = 0
+    """Steps between validation checks when early stopping; 0 = once per epoch."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.learning_rate > 0, "train.learning_rate must be positive")
+        _check(self.batch_size >= 1, "train.batch_size must be at least 1")
+        _check(self.epochs > 0, "train.epochs must be positive")
+        _check(self.min_steps >= 0, "train.min_steps must be non-negative")
+        _check(0 <= self.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)")
+        _check(self.weight_decay >= 0, "train.weight_decay must be non-negative")
+        _check(
+            self.precision in ("auto", "bf16", "fp32"),
+            f"train.precision must be auto, bf16 or fp32, not {self.precision!r}",
+        )
+        _check(self.lora_r >= 1, "train.lora_r must be at least 1")
+        _check(self.early_stopping_patience >= 0, "train.early_stopping_patience must be >= 0")
+
+
+@dataclass
+class NTKConfig:
+    """The empirical-NTK probe that informs the LensLLM law's F(Theta, t)."""
+
+    enabled: bool = True
+    probe_size: int = 32
+    projection_dim: int | None = None
+    """Randomly project per-example gradients to this many dimensions (None: exact)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.probe_size >= 2, "ntk.probe_size must be at least 2")
+        _check(
+            self.projection_dim is None or self.projection_dim >= 1,
+            "ntk.projection_dim must be at least 1",
+        )
+
+
+@dataclass
+class RunConfig:
+    """A whole run: candidates, data, ladder, target, training and where to write."""
+
+    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    data: DataConfig = field(default_factory=DataConfig)
+    sizes: list[int] = field(default_factory=lambda: list(DEFAULT_SIZES))
+    target: int = DEFAULT_TARGET
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ntk: NTKConfig = field(default_factory=NTKConfig)
+    policy: str = "ladder"
+    """``ladder`` (every size for every model) or ``adaptive`` (stop early)."""
+    selector: str = "lensllm"
+    out_dir: str | None = None
+    """Results directory; None makes a new one under ./runs/."""
+    device: str = "auto"
+    """``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``."""
+
+    def __post_init__(self) -> None:
+        # TOML round trips hand us plain dicts and lists; accept them.
+        if isinstance(self.data, dict):
+            self.data = DataConfig(**self.data)
+        if isinstance(self.train, dict):
+            self.train = TrainConfig(**self.train)
+        if isinstance(self.ntk, dict):
+            self.ntk = NTKConfig(**self.ntk)
+        self.models = list(self.models)
+        self.sizes = sorted(int(s) for s in self.sizes)
+        _check(len(self.models) >= 1, "at least one model is needed")
+        _check(len(set(self.models)) == len(self.models), "models must not repeat")
+        _check(len(self.sizes) >= 1, "at least one ladder size is needed")
+        _check(all(s > 0 for s in self.sizes), "ladder sizes must be positive")
+        _check(len(set(self.sizes)) == len(self.sizes), "ladder sizes must not repeat")
+        _check(
+            self.target > self.sizes[-1],
+            f"target ({self.target}) must be above the largest ladder size ({self.sizes[-1]})",
+        )
+        _check(
+            self.policy in ("ladder", "adaptive"),
+            f"policy must be 'ladder' or 'adaptive', not {self.policy!r}",
+        )
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            f"device must be auto, cpu or cuda[:N], not {self.device!r}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict; None values are dropped (TOML has no null)."""
+        return _drop_none(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Build from a nested dict, naming any unknown key in the error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        _check(not unknown, f"unknown config key(s): {', '.join(unknown)}")
+        sections = {"data": DataConfig, "train": TrainConfig, "ntk": NTKConfig}
+        for name, kind in sections.items():
+            if name in raw:
+                _check(isinstance(raw[name], dict), f"[{name}] must be a table")
+                allowed = {f.name for f in dataclasses.fields(kind)}
+                bad = sorted(set(raw[name]) - allowed)
+                _check(not bad, f"unknown key(s) in [{name}]: {', '.join(bad)}")
+        try:
+            return cls(**raw)
+        except TypeError as exc:  # wrong value types reach dataclass init
+            raise ConfigError(f"invalid config: {exc}") from exc
+
+    def save_toml(self, path: str | Path) -> None:
+        Path(path).write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+
+    @classmethod
+    def load_toml(cls, path: str | Path) -> RunConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+        return cls.from_dict(raw)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

@@ -1,0 +1,189 @@
+"""Typed, immutable events the engine emits while a run progresses.
+
+The runner yields these and nothing else; the headless console, the Textual
+dashboard and the tests all consume the same stream, so a front end never
+needs to reach into engine state. Events are frozen dataclasses of plain
+values (str, int, float, tuples) so they are safe to hand across threads and
+cheap to serialise (``to_dict``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class: every event carries the wall-clock time it was created."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the event's type name under ``"event"``."""
+        out = dataclasses.asdict(self)
+        out["event"] = type(self).__name__
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    """A run began: which models, which ladder, which target, where results go."""
+
+    models: tuple[str, ...]
+    sizes: tuple[int, ...]
+    target: int
+    out_dir: str
+    dataset: str
+    total_points: int
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class PointStarted(Event):
+    """One (model, size) point started; size 0 is the zero-shot evaluation."""
+
+    model: str
+    size: int
+    index: int
+    total: int
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class PointProgress(Event):
+    """Throttled (about every 0.25 s) progress inside a point, never per step."""
+
+    model: str
+    size: int
+    step: int
+    total_steps: int
+    train_loss: float
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class PointFinished(Event):
+    """A point's held-out test loss, its FLOPs and seconds; reused if from the store."""
+
+    model: str
+    size: int
+    loss: float
+    flops: float
+    seconds: float
+    reused: bool = False
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class PointFailed(Event):
+    """A point failed (NaN loss, out of memory, ...): the reason, in one line."""
+
+    model: str
+    size: int
+    reason: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFailed(Event):
+    """A model cannot go on (unknown id, load error); the others continue."""
+
+    model: str
+    reason: str
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class NTKComputed(Event):
+    """Summary of the model's empirical NTK on the probe set (or why it failed)."""
+
+    model: str
+    n: int
+    trace: float
+    top_eigenvalues: tuple[float, ...]
+    effective_rank: float
+    seconds: float
+    ok: bool = True
+    reason: str = ""
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class LawFitted(Event):
+    """A law was (re)fitted to a model's curve; failures carry a reason."""
+
+    model: str
+    law: str
+    params: tuple[tuple[str, float], ...]
+    ok: bool
+    residual: float = float("nan")
+    predicted_target: float = float("nan")
+    interval: tuple[float, float] = (float("nan"), float("nan"))
+    reason: str = ""
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseDetected(Event):
+    """The first size of the power phase, and how confident that call is (0..1)."""
+
+    model: str
+    transition_size: int | None
+    confidence: float
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class RankEntry:
+    """One row of a ranking: lower predicted target loss ranks higher."""
+
+    rank: int
+    model: str
+    predicted_target: float
+    low: float
+    high: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class RankingUpdated(Event):
+    """The ranking after the latest point, best first, with a confidence."""
+
+    entries: tuple[RankEntry, ...]
+    confidence: float = float("nan")
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEliminated(Event):
+    """An adaptive policy stopped spending compute on a model, and why."""
+
+    model: str
+    reason: str
+    compute_saved: float = 0.0
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    """The run ended normally; failed models are listed with their reasons."""
+
+    out_dir: str
+    ranking: tuple[RankEntry, ...]
+    failed: tuple[tuple[str, str], ...] = ()
+    seconds: float = 0.0
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancelled(Event):
+    """The run stopped on request; finished points are already in the store."""
+
+    out_dir: str
+    reason: str = "cancelled"
+    time: float = field(default_factory=_now)

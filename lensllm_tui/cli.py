@@ -1,0 +1,162 @@
+"""The ``lensllm-tui`` command line (typer).
+
+Each subcommand parses options into core types, then hands over to a front
+end (headless console, Textual app) or a curve command. Heavy imports (torch,
+transformers, textual) happen inside the commands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from core import __version__
+from core.config import ConfigError, RunConfig
+
+app = typer.Typer(
+    name="lensllm-tui",
+    help="Choose which pretrained LLM to fine-tune: progressive fine-tuning on a ladder "
+    "of subsets, LensLLM scaling-law fits, and a ranking with its uncertainty.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lensllm-tui {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Choose which pretrained LLM to fine-tune, at a fraction of the cost."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one clear error line and return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _csv_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+def _int_list(value: str | None, name: str) -> list[int] | None:
+    items = _csv_list(value)
+    if items is None:
+        return None
+    try:
+        return [int(v) for v in items]
+    except ValueError:
+        raise fail(f"{name} must be comma-separated integers, got {value!r}") from None
+
+
+def build_config(
+    config: Path | None,
+    models: str | None,
+    dataset: str | None,
+    sizes: str | None,
+    target: int | None,
+    out: Path | None,
+    policy: str | None,
+    data_format: str | None = None,
+    device: str | None = None,
+) -> RunConfig:
+    """Merge a TOML config (if given) with command-line overrides into one RunConfig."""
+    try:
+        raw = RunConfig.load_toml(config).to_dict() if config else RunConfig().to_dict()
+        if (m := _csv_list(models)) is not None:
+            raw["models"] = m
+        if dataset is not None:
+            raw["data"]["source"] = dataset
+        if data_format is not None:
+            raw["data"]["format"] = data_format
+        if (s := _int_list(sizes, "--sizes")) is not None:
+            raw["sizes"] = s
+        if target is not None:
+            raw["target"] = target
+        if out is not None:
+            raw["out_dir"] = str(out)
+        if policy is not None:
+            raw["policy"] = policy
+        if device is not None:
+            raw["device"] = device
+        return RunConfig.from_dict(raw)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command()
+def run(
+    no_ui: Annotated[
+        bool, typer.Option("--no-ui", help="Run headless with rich progress (batch jobs, CI).")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Run configuration (TOML).")
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated candidates: tiny:NAME, Hugging Face ids or local paths."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="'builtin', a local .jsonl/.csv/.parquet/.txt file, or a hub dataset name."
+        ),
+    ] = None,
+    data_format: Annotated[
+        str | None,
+        typer.Option("--format", help="'text' or 'prompt_completion' (loss on completions only)."),
+    ] = None,
+    sizes: Annotated[
+        str | None, typer.Option(help="Comma-separated ladder of subset sizes, e.g. 200,400,800.")
+    ] = None,
+    target: Annotated[
+        int | None, typer.Option(help="Full dataset size to predict the loss at.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Results directory (reused points are kept); default runs/<time>."),
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="'ladder' (all points) or 'adaptive' (stop early).")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = None,
+) -> None:
+    """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui)."""
+    cfg = build_config(config, models, dataset, sizes, target, out, policy, data_format, device)
+    if no_ui:
+        from lensllm_tui.headless import run_headless
+
+        raise typer.Exit(run_headless(cfg))
+    from lensllm_tui.app import make_app
+
+    make_app(cfg).run()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
