@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, leastsq
 from scipy.special import expit, logit
 
 from core.spectrum import NTKSpectrum
@@ -284,18 +284,14 @@ def _fit_direct(law: str, d: np.ndarray, y: np.ndarray, z: float | None, seed: i
         u0 = theta0.copy()
         u0[-2] = logit(np.clip((theta0[-2] - blo) / (bhi - blo), 1e-6, 1 - 1e-6))
         u0[-1] = logit(np.clip(theta0[-1] / e_hi, 1e-6, 1 - 1e-6))
-        try:
-            res = least_squares(fun, u0, jac=jac, method="lm", max_nfev=300)
-        except ValueError:  # non-finite residuals at this start
-            continue
-        if np.all(np.isfinite(res.fun)) and (best is None or res.cost < best.cost):
+        res = _lm(fun, jac, u0, 300)
+        if res is not None and (best is None or res[1] < best[1]):
             best = res
-    if best is not None:
-        best.x = to_theta(best.x)
     n = yy.size
     if best is None:
         return _fail(law, "optimizer found no finite optimum", n)
-    theta = best.x
+    theta = to_theta(best[0])
+    fvec = best[2]
     if has_f:
         params = {
             "B": float(np.exp(theta[0])),
@@ -305,8 +301,30 @@ def _fit_direct(law: str, d: np.ndarray, y: np.ndarray, z: float | None, seed: i
         }
     else:
         params = {"B": float(np.exp(theta[0])), "beta": float(theta[1]), "E": float(theta[2])}
-    rms = float(np.sqrt(np.mean(best.fun**2)))
+    rms = float(np.sqrt(np.mean(fvec**2)))
     return FitResult(law, params, True, rms, "", n)
+
+
+def _lm(
+    fun: Callable[[np.ndarray], np.ndarray],
+    jac: Callable[[np.ndarray], np.ndarray],
+    x0: np.ndarray,
+    maxfev: int,
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """MINPACK Levenberg-Marquardt (scipy.optimize.leastsq): (x, cost, residuals) or None.
+
+    Called directly rather than through ``least_squares(method="lm")``, which
+    runs the same MINPACK code behind a wrapper that costs about as much again
+    as these tiny problems themselves.
+    """
+    try:
+        x, _cov, info, _msg, ier = leastsq(fun, x0, Dfun=jac, full_output=True, maxfev=maxfev)
+    except (ValueError, TypeError, np.linalg.LinAlgError):
+        return None
+    fvec = np.asarray(info["fvec"])
+    if ier not in (1, 2, 3, 4, 5) or not (np.all(np.isfinite(fvec)) and np.all(np.isfinite(x))):
+        return None
+    return x, float(0.5 * fvec @ fvec), fvec
 
 
 def _grid_starts(
@@ -485,11 +503,10 @@ def _fit_rectified(d: np.ndarray, y: np.ndarray, z: float | None, seed: int) -> 
     best: tuple[float, np.ndarray] | None = None
     for la0, b0, beta0, le0 in inits:
         theta0 = np.concatenate([[la0, b0, logit(beta0 / beta_hi), le0], np.zeros(n)])
-        try:
-            r1 = least_squares(stage1, theta0, jac=stage1_jac, method="lm", max_nfev=400)
-        except ValueError:
+        r1 = _lm(stage1, stage1_jac, theta0, 400)
+        if r1 is None:
             continue
-        la, bp, ub, le = r1.x[:4]
+        la, bp, ub, le = r1[0][:4]
         beta = beta_hi * expit(ub)
         s = expit(-(beta * lx + bp))  # 1 / (1 + exp(beta log D + B'))
 
@@ -501,14 +518,11 @@ def _fit_rectified(d: np.ndarray, y: np.ndarray, z: float | None, seed: int) -> 
             lval = a * s + e * (1.0 - s)
             return np.column_stack([a * s / lval, e * (1.0 - s) / lval]) * sq
 
-        try:
-            r2 = least_squares(
-                stage2, np.array([la, le]), jac=stage2_jac, method="lm", max_nfev=200
-            )
-        except ValueError:
+        r2 = _lm(stage2, stage2_jac, np.array([la, le]), 200)
+        if r2 is None:
             continue
-        a2, e2 = np.exp(r2.x)
-        loss = float(np.mean((r2.fun / sq) ** 2))
+        a2, e2 = np.exp(r2[0])
+        loss = float(np.mean((r2[2] / sq) ** 2))
         if math.isfinite(loss) and a2 > e2 and (best is None or loss < best[0]):
             best = (loss, np.array([a2, bp, beta, e2]))
     if best is None:
