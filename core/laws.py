@@ -85,15 +85,15 @@ class FitResult:
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             logd = np.log(d)
             if self.law == "vanilla":
-                power = np.exp(math.log(p["B"]) - p["beta"] * logd)
+                power = np.exp(np.log(p["B"]) - p["beta"] * logd)
                 return power + p["E"]
             if self.law == "lensllm" and self.spectrum is not None:
                 f = p["s"] * _spectral_F(self.spectrum, p["tau"] * d)
                 logf = np.log(f)
             else:
-                logf = np.full(d.shape, math.log(p["F"]) if p["F"] > 0 else -np.inf)
+                logf = np.full(d.shape, np.log(p["F"]) if p["F"] > 0 else -np.inf)
             denom = np.logaddexp(logf, p["beta"] * logd)
-            return np.exp(math.log(p["B"]) - denom) + p["E"]
+            return np.exp(np.log(p["B"]) - denom) + p["E"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +189,7 @@ def fit_law(
             if law == "lensllm" and spectrum is not None:
                 return _fit_spectral(d, y, z, spectrum, seed)
             return _fit_direct(law, d, y, z if uses_zero else None, seed)
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             return _fail(law, f"optimizer failed: {exc}".splitlines()[0], n)
 
 
@@ -528,6 +528,8 @@ def _fit_rectified(d: np.ndarray, y: np.ndarray, z: float | None, seed: int) -> 
     if best is None:
         return _fail("rectified", "no optimum with zero-shot limit A above floor E", n)
     a, bp, beta, e = best[1]
-    f = math.exp(-bp)
+    f = float(np.exp(-bp))
     params = {"B": float((a - e) * f), "F": f, "beta": float(beta), "E": float(e), "A": float(a)}
+    if not all(math.isfinite(v) for v in params.values()) or params["B"] <= 0:
+        return _fail("rectified", "optimizer diverged (parameters out of floating-point range)", n)
     return FitResult("rectified", params, True, math.sqrt(best[0]), "", n)
