@@ -148,17 +148,36 @@ def batches_for(
     batch_size: int,
     steps: int,
     seed: int,
+    *,
+    group_by_length: bool = False,
+    group_factor: int = 8,
 ) -> list[list[Encoded]]:
-    """``steps`` batches drawn epoch by epoch from seeded permutations of ``data``."""
+    """``steps`` batches drawn epoch by epoch from seeded permutations of ``data``.
+
+    With ``group_by_length`` each epoch's permutation is cut into mega-batches
+    of ``group_factor`` batches, each mega-batch is sorted by length and cut
+    into batches, and the batch order is shuffled again: every example is still
+    seen once per epoch in a random batch order, but a batch holds examples of
+    similar length, so padding (wasted compute) drops sharply.
+    """
+    if not data:
+        raise PointError("no training examples with labelled tokens")
     g = torch.Generator().manual_seed(seed)
     out: list[list[Encoded]] = []
-    order: list[int] = []
     while len(out) < steps:
-        if len(order) < batch_size:
-            order += torch.randperm(len(data), generator=g).tolist()
-        take, order = order[:batch_size], order[batch_size:]
-        out.append([data[i] for i in take])
-    return out
+        order = torch.randperm(len(data), generator=g).tolist()
+        if group_by_length:
+            mega = batch_size * group_factor
+            grouped: list[list[int]] = []
+            for i in range(0, len(order), mega):
+                chunk = sorted(order[i : i + mega], key=lambda j: len(data[j].input_ids))
+                grouped += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+            perm = torch.randperm(len(grouped), generator=g).tolist()
+            epoch = [grouped[i] for i in perm]
+        else:
+            epoch = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+        out += [[data[i] for i in b] for b in epoch]
+    return out[:steps]
 
 
 def evaluate(
@@ -415,10 +434,16 @@ def train_point(
             else:
                 snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if train_cfg.gradient_checkpointing:
-                trained.gradient_checkpointing_enable()
+                _checkpointing(trained, "enable")()
                 if hasattr(model.config, "use_cache"):
                     model.config.use_cache = False
-            batches = batches_for(train_data, train_cfg.batch_size, steps, train_cfg.seed)
+            batches = batches_for(
+                train_data,
+                train_cfg.batch_size,
+                steps,
+                train_cfg.seed,
+                group_by_length=train_cfg.group_by_length,
+            )
             outcome = optimize(
                 trained,
                 batches,
@@ -467,7 +492,7 @@ def train_point(
         raise
     finally:
         if train_cfg.gradient_checkpointing and steps > 0:
-            trained.gradient_checkpointing_disable()
+            _checkpointing(trained, "disable")()
         if peft_model is not None:
             model = peft_model.unload()
         if snapshot is not None:
@@ -488,6 +513,7 @@ def train_point(
         "max_grad_norm": train_cfg.max_grad_norm,
         "precision": "bf16" if autocast_dtype is torch.bfloat16 else "fp32",
         "gradient_checkpointing": train_cfg.gradient_checkpointing,
+        "group_by_length": train_cfg.group_by_length,
         "lora": train_cfg.lora,
         "lora_r": train_cfg.lora_r if train_cfg.lora else 0,
         "early_stopping_patience": train_cfg.early_stopping_patience,
@@ -512,6 +538,13 @@ def train_point(
         train_loss=outcome.last_loss,
         val_loss=outcome.best_val,
         test_label_tokens=label_tokens,
+    )
+
+
+def _checkpointing(model: Any, what: str) -> Callable[[], None]:
+    """transformers >= 5 renamed gradient to activation checkpointing; use what exists."""
+    return getattr(model, f"activation_checkpointing_{what}", None) or getattr(
+        model, f"gradient_checkpointing_{what}"
     )
 
 

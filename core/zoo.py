@@ -47,13 +47,15 @@ class ZooEntry:
     """Optimizer steps of build-time pretraining (batch ``pretrain_batch``)."""
     pretrain_lr: float = 2e-3
     pretrain_batch: int = 16
+    pretrain_length: int = 64
+    """Tokens per pretraining example (paragraphs are cut)."""
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 ZOO: dict[str, ZooEntry] = {
     "gpt2-s": ZooEntry("gpt2", {"n_embd": 64, "n_layer": 2, "n_head": 2}, pretrain_steps=300),
-    "gpt2-l": ZooEntry("gpt2", {"n_embd": 128, "n_layer": 4, "n_head": 4}, pretrain_steps=100),
+    "gpt2-l": ZooEntry("gpt2", {"n_embd": 128, "n_layer": 3, "n_head": 4}, pretrain_steps=100),
     "llama-s": ZooEntry(
         "llama",
         {
@@ -68,7 +70,7 @@ ZOO: dict[str, ZooEntry] = {
         "llama",
         {
             "hidden_size": 128,
-            "num_hidden_layers": 4,
+            "num_hidden_layers": 3,
             "num_attention_heads": 4,
             "intermediate_size": 352,
         },
@@ -193,6 +195,7 @@ def make_config(entry: ZooEntry, tokenizer: Any) -> Any:
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
+            activation_function="gelu_pytorch_tanh",  # same function as gelu_new, one kernel
             **entry.config,
         )
     if entry.family == "llama":
@@ -243,9 +246,15 @@ def pretrain(model: Any, tokenizer: Any, entry: ZooEntry) -> None:
         examples = [Example(p[: len(p) // 2], p[len(p) // 2 :]) for p in corpus]
     else:
         examples = [Example("", p) for p in corpus]
-    encoded = [e for e in encode_examples(examples, tokenizer, kind, 128) if e.label_tokens > 0]
+    encoded = [
+        e
+        for e in encode_examples(examples, tokenizer, kind, entry.pretrain_length)
+        if e.label_tokens > 0
+    ]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    batches = batches_for(encoded, entry.pretrain_batch, entry.pretrain_steps, entry.seed)
+    batches = batches_for(
+        encoded, entry.pretrain_batch, entry.pretrain_steps, entry.seed, group_by_length=True
+    )
     optimize(
         model,
         batches,
