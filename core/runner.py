@@ -1,0 +1,459 @@
+"""The progressive schedule across candidates, as one plain generator of events.
+
+``run_events`` is the whole engine loop: for each model, the zero-shot loss and
+then each size of the ladder, refitting the model's law and the ranking after
+every new point. It is a generator of ``core.events`` so that every front end
+(the Textual worker, the headless console, the tests) consumes the same stream
+and none of them holds engine state.
+
+Training runs in a helper thread while the generator polls it, because
+``train_point`` reports progress through a callback and a generator cannot
+yield from inside a callback; polling also lets progress be emitted by time
+(about every 0.25 s) rather than per step. The cancel event is checked between
+points and handed to ``train_point``, which checks it every step.
+
+Every finished point goes to the SQLite store (core/store.py) in one
+transaction before anything else happens, and results.json / curves.csv are
+rewritten atomically after every point, so a crash loses at most the point in
+progress and a rerun into the same directory recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, RunConfig
+from core.events import (
+    Event,
+    LawFitted,
+    ModelFailed,
+    PhaseDetected,
+    PointFailed,
+    PointFinished,
+    PointProgress,
+    PointStarted,
+    RankEntry,
+    RankingUpdated,
+    RunCancelled,
+    RunFinished,
+    RunStarted,
+)
+from core.results import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
+from core.store import STORE_NAME, PointKey, Store, settings_hash
+
+PROGRESS_INTERVAL = 0.25
+"""Seconds between PointProgress events: by time, never per step."""
+
+RUNS_DIR = Path("runs")
+"""Where a run without an explicit out_dir gets its own timestamped directory."""
+
+
+def plan_sizes(config: RunConfig, sizes: list[int]) -> list[int]:
+    """The sizes to measure for one model, in order: zero-shot (0) then the ladder.
+
+    The one place a scheduling policy decides what to run; an adaptive policy
+    (issue 8) replaces this with a decision after each point.
+    """
+    if config.policy != "ladder":
+        raise ConfigError(
+            f"policy {config.policy!r} is not available yet; use policy 'ladder' "
+            "(every size for every model)"
+        )
+    return [0, *sizes]
+
+
+def resolve_out_dir(config: RunConfig, now: float | None = None) -> Path:
+    """The run's directory: config.out_dir, or a new timestamped one under ./runs/."""
+    if config.out_dir:
+        return Path(config.out_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    path = RUNS_DIR / stamp
+    n = 2
+    while path.exists():
+        path = RUNS_DIR / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+def point_hparams(config: RunConfig, device_kind: str) -> dict[str, Any]:
+    """What, besides model, data fingerprint, size and seed, decides a point's loss."""
+    train = dataclasses.asdict(config.train)
+    train.pop("seed")
+    return {"train": train, "data": dataclasses.asdict(config.data), "device": device_kind}
+
+
+def run_events(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+    """Run ``config`` and yield its events; ConfigError/DataError for run-level problems.
+
+    Configuration problems (an unavailable policy) raise here, before the
+    generator starts; a dataset that cannot be loaded raises ``DataError`` on
+    the first ``next()``. Per-model problems are events (ModelFailed), never
+    exceptions. The generator may be closed early: it then stops training and
+    closes the store.
+    """
+    plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
+    return _run(config, cancel if cancel is not None else threading.Event())
+
+
+def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
+    from core import data as data_mod
+    from core import models as models_mod
+    from core import train as train_mod
+
+    t0 = time.time()
+    out_dir = resolve_out_dir(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(config, out_dir=str(out_dir))
+    config.save_toml(out_dir / CONFIG_NAME)
+
+    task = data_mod.load_task(config.data)
+    sizes, warnings = _clip_ladder(config.sizes, _train_pool(task))
+    device = _device(config.device)
+    hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
+    plans = {m: plan_sizes(config, sizes) for m in config.models}
+    total = sum(len(p) for p in plans.values())
+
+    record = RunRecord(
+        config=config,
+        out_dir=out_dir,
+        models={m: ModelRecord(m) for m in config.models},
+        dataset={
+            "source": config.data.source,
+            "fingerprint": task.fingerprint,
+            "train_pool": _train_pool(task),
+            "sizes": sizes,
+        },
+        warnings=warnings,
+    )
+    store = Store(out_dir / STORE_NAME)
+    stop = threading.Event()
+    index = 0
+    computed = reused = 0
+    try:
+        yield RunStarted(
+            models=tuple(config.models),
+            sizes=tuple(sizes),
+            target=config.target,
+            out_dir=str(out_dir),
+            dataset=config.data.source,
+            total_points=total,
+            warnings=tuple(warnings),
+        )
+        record.write()
+        for name in config.models:
+            model_rec = record.models[name]
+            first_index = index
+
+            try:
+                spec = models_mod.resolve_model(name)
+            except Exception as exc:
+                model_rec.failed = _reason(exc)
+                index = first_index + len(plans[name])
+                yield ModelFailed(name, model_rec.failed)
+                record.write()
+                continue
+            model_rec.params = float(spec.params) if spec.params else None
+            model_rec.family = spec.family
+
+            # (model, tokenizer), loaded on first need only: a fully reused model never loads.
+            loaded = _Lazy(functools.partial(models_mod.load_model, spec, device))
+
+            dirty = False
+            for size in plans[name]:
+                if cancel.is_set():
+                    break
+                index += 1
+                yield PointStarted(name, size, index, total)
+                key = PointKey(name, task.fingerprint, size, config.train.seed, hparams_hash)
+                stored = store.get_point(key)
+                if stored is not None:
+                    reused += 1
+                    model_rec.add_point(_point_record(stored, reused=True))
+                    dirty = True
+                    yield PointFinished(name, size, stored.loss, stored.flops, stored.seconds, True)
+                    record.write()
+                    continue
+                try:
+                    pair = loaded.get()
+                except Exception as exc:
+                    model_rec.failed = _reason(exc)
+                    yield ModelFailed(name, model_rec.failed)
+                    break
+                outcome: dict[str, Any] = {}
+                yield from _train_polled(
+                    lambda on_progress, spec=spec, size=size, pair=pair: train_mod.train_point(
+                        spec,
+                        task,
+                        size,
+                        config.train,
+                        config.data,
+                        device=device,
+                        cancel=stop,
+                        on_progress=on_progress,
+                        model_and_tokenizer=pair,
+                    ),
+                    name,
+                    size,
+                    cancel,
+                    stop,
+                    outcome,
+                )
+                if "error" in outcome:
+                    exc = outcome["error"]
+                    if isinstance(exc, train_mod.Cancelled) or cancel.is_set():
+                        break
+                    reason = _reason(exc)
+                    yield PointFailed(name, size, reason)
+                    model_rec.failed = f"point at size {size} failed: {reason}"
+                    yield ModelFailed(name, model_rec.failed)
+                    break
+                res = outcome["result"]
+                stored = store.put_point(
+                    key,
+                    loss=res.loss,
+                    flops=res.flops,
+                    seconds=res.seconds,
+                    steps=res.steps,
+                    train_tokens=res.train_tokens,
+                    eval_tokens=res.eval_tokens,
+                    hparams=res.hparams,
+                )
+                computed += 1
+                model_rec.add_point(_point_record(stored, reused=False))
+                yield PointFinished(name, size, res.loss, res.flops, res.seconds, False)
+                yield from _refit(config, record, name)
+                dirty = False
+                record.write()
+
+            loaded.value = None  # free the weights before the next model
+            if model_rec.failed is not None:
+                index = first_index + len(plans[name])  # skipped points count as done
+                if any(e.model == name for e in record.ranking):
+                    yield from _refit(config, record, None)
+                record.write()
+            elif dirty:
+                yield from _refit(config, record, name)
+                record.write()
+            if cancel.is_set():
+                break
+
+        record.seconds = time.time() - t0
+        if cancel.is_set():
+            record.status = "cancelled"
+            record.write()
+            yield RunCancelled(str(out_dir), "cancelled", kept=computed + reused)
+            return
+        record.status = "finished"
+        record.write()
+        yield RunFinished(
+            str(out_dir),
+            record.ranking,
+            tuple(record.failures()),
+            record.seconds,
+            computed=computed,
+            reused=reused,
+        )
+    finally:
+        stop.set()
+        store.close()
+
+
+class _Lazy:
+    """A value built on first use (a model's weights: skipped when every point is reused)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+        self.value: Any = None
+
+    def get(self) -> Any:
+        if self.value is None:
+            self.value = self.build()
+        return self.value
+
+
+def _train_polled(
+    start: Callable[[Callable[..., None]], Any],
+    model: str,
+    size: int,
+    cancel: threading.Event,
+    stop: threading.Event,
+    outcome: dict[str, Any],
+) -> Iterator[Event]:
+    """Run one point in a thread; yield throttled progress; put result or error in outcome."""
+    latest: list[tuple[int, int, float]] = []
+
+    def on_progress(step: int, total_steps: int, train_loss: float) -> None:
+        latest[:] = [(int(step), int(total_steps), float(train_loss))]
+
+    def target() -> None:
+        try:
+            outcome["result"] = start(on_progress)
+        except BaseException as exc:  # reported as a point failure, never lost
+            outcome["error"] = exc
+
+    stop.clear()
+    worker = threading.Thread(target=target, name=f"train {model}@{size}", daemon=True)
+    worker.start()
+    last_emit = 0.0
+    last_sent: tuple[int, int, float] | None = None
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+            if cancel.is_set():
+                stop.set()
+            now = time.monotonic()
+            if latest and latest[0] != last_sent and now - last_emit >= PROGRESS_INTERVAL:
+                last_sent = latest[0]
+                last_emit = now
+                yield PointProgress(model, size, *last_sent)
+    finally:
+        # Closed early (consumer gone) or done: make sure training stops before we return.
+        if worker.is_alive():
+            stop.set()
+            worker.join()
+
+
+def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[Event]:
+    """Refit every live curve with the configured selector; report ``model``'s law and phase."""
+    from core.select import select
+
+    live = [m for m in record.models.values() if m.failed is None and m.curve().sizes]
+    if not live:
+        record.ranking = ()
+        return
+    curves = [m.curve() for m in live]
+    budget = max(max(c.sizes) for c in curves)
+    selection = select(
+        config.selector, curves, budget=budget, target=config.target, seed=config.train.seed
+    )
+    record.selector = {
+        "method": selection.method,
+        "budget": selection.budget,
+        "target": selection.target,
+        "seconds": selection.seconds,
+    }
+    for rec, pred in zip(live, selection.predictions, strict=True):
+        _update_model(rec, pred, config.target)
+    by_model = {p.model: p for p in selection.predictions}
+    entries = []
+    for rank, name in enumerate(selection.ranking, start=1):
+        p = by_model[name]
+        entries.append(
+            RankEntry(rank, name, _num(p.predicted), _num(p.low), _num(p.high), _num(p.score))
+        )
+    record.ranking = tuple(entries)
+    if model is not None and model in by_model:
+        rec = record.models[model]
+        pred = by_model[model]
+        law = rec.law or {}
+        yield LawFitted(
+            model=model,
+            law=str(law.get("law", config.selector)),
+            params=tuple(sorted((k, float(v)) for k, v in (law.get("params") or {}).items())),
+            ok=bool(law.get("ok", False)) and bool(pred.ok),
+            residual=_num(law.get("residual")),
+            predicted_target=_num(pred.predicted),
+            interval=(_num(pred.low), _num(pred.high)),
+            reason=str(law.get("reason") or pred.reason or ""),
+        )
+        tr = rec.transition or {}
+        yield PhaseDetected(model, tr.get("size"), _num(tr.get("confidence"), 0.0))
+    yield RankingUpdated(record.ranking)
+
+
+def _update_model(rec: ModelRecord, pred: Any, target: int) -> None:
+    fit = getattr(pred, "fit", None)
+    if fit is not None:
+        rec.law = {
+            "law": fit.law,
+            "params": {k: float(v) for k, v in fit.params.items()},
+            "ok": bool(fit.ok),
+            "residual": _num(fit.residual),
+            "reason": fit.reason or "",
+        }
+    else:
+        rec.law = {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
+    tr = getattr(pred, "transition", None)
+    if tr is None or isinstance(tr, int):
+        rec.transition = {"size": tr, "confidence": None, "reason": ""}
+    else:
+        rec.transition = {
+            "size": tr.size,
+            "confidence": _num(tr.confidence),
+            "reason": getattr(tr, "reason", ""),
+        }
+    rec.prediction = {
+        "target": target,
+        "predicted": _num(pred.predicted),
+        "low": _num(pred.low),
+        "high": _num(pred.high),
+        "score": _num(pred.score),
+        "ok": bool(pred.ok),
+        "reason": pred.reason or "",
+    }
+
+
+def _point_record(stored: Any, *, reused: bool) -> PointRecord:
+    return PointRecord(
+        size=stored.key.size,
+        loss=stored.loss,
+        flops=stored.flops,
+        seconds=stored.seconds,
+        steps=stored.steps,
+        train_tokens=stored.train_tokens,
+        eval_tokens=stored.eval_tokens,
+        reused=reused,
+    )
+
+
+def _clip_ladder(sizes: list[int], pool: int | None) -> tuple[list[int], list[str]]:
+    """Drop ladder sizes the training pool cannot supply, with a warning saying so."""
+    if pool is None or sizes[-1] <= pool:
+        return list(sizes), []
+    kept = [s for s in sizes if s <= pool]
+    dropped = [s for s in sizes if s > pool]
+    if not kept:
+        from core.data import DataError
+
+        raise DataError(
+            f"the dataset has {pool} training examples, fewer than the smallest ladder size "
+            f"{sizes[0]}"
+        )
+    return kept, [
+        f"the dataset has {pool} training examples; ladder sizes "
+        f"{', '.join(map(str, dropped))} dropped"
+    ]
+
+
+def _train_pool(task: Any) -> int | None:
+    train = getattr(task, "train", None)
+    return None if train is None else len(train)
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a failure: the exception's message, with its type if it is not ours."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__name__.endswith(("ModelError", "DataError", "PointError")):
+        return msg
+    return f"{type(exc).__name__}: {msg}"
+
+
+def _num(value: Any, default: float = float("nan")) -> float:
+    try:
+        return default if value is None else float(value)
+    except (TypeError, ValueError):
+        return default
