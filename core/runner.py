@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from core.events import (
     Event,
     LawFitted,
     ModelFailed,
+    NTKComputed,
     PhaseDetected,
     PointFailed,
     PointFinished,
@@ -45,6 +47,7 @@ from core.events import (
     RunStarted,
 )
 from core.results import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
+from core.spectrum import NTKSpectrum
 from core.store import STORE_NAME, PointKey, Store, settings_hash
 
 PROGRESS_INTERVAL = 0.25
@@ -103,8 +106,6 @@ def run_events(config: RunConfig, cancel: threading.Event | None = None) -> Iter
 
 def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
     from core import data as data_mod
-    from core import models as models_mod
-    from core import train as train_mod
 
     t0 = time.time()
     out_dir = resolve_out_dir(config)
@@ -113,12 +114,7 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
     config.save_toml(out_dir / CONFIG_NAME)
 
     task = data_mod.load_task(config.data)
-    sizes, warnings = _clip_ladder(config.sizes, _train_pool(task))
-    device = _device(config.device)
-    hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
-    plans = {m: plan_sizes(config, sizes) for m in config.models}
-    total = sum(len(p) for p in plans.values())
-
+    sizes, warnings = _clip_ladder(task, config.sizes)
     record = RunRecord(
         config=config,
         out_dir=out_dir,
@@ -126,15 +122,14 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
         dataset={
             "source": config.data.source,
             "fingerprint": task.fingerprint,
-            "train_pool": _train_pool(task),
+            "train_examples": task.max_train_size,
             "sizes": sizes,
         },
         warnings=warnings,
     )
-    store = Store(out_dir / STORE_NAME)
-    stop = threading.Event()
-    index = 0
-    computed = reused = 0
+    run = _Run(config, task, Store(out_dir / STORE_NAME), record, cancel, _device(config.device))
+    plans = {m: plan_sizes(config, sizes) for m in config.models}
+    total = sum(len(p) for p in plans.values())
     try:
         yield RunStarted(
             models=tuple(config.models),
@@ -146,100 +141,10 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
             warnings=tuple(warnings),
         )
         record.write()
+        index = 0
         for name in config.models:
-            model_rec = record.models[name]
-            first_index = index
-
-            try:
-                spec = models_mod.resolve_model(name)
-            except Exception as exc:
-                model_rec.failed = _reason(exc)
-                index = first_index + len(plans[name])
-                yield ModelFailed(name, model_rec.failed)
-                record.write()
-                continue
-            model_rec.params = float(spec.params) if spec.params else None
-            model_rec.family = spec.family
-
-            # (model, tokenizer), loaded on first need only: a fully reused model never loads.
-            loaded = _Lazy(functools.partial(models_mod.load_model, spec, device))
-
-            dirty = False
-            for size in plans[name]:
-                if cancel.is_set():
-                    break
-                index += 1
-                yield PointStarted(name, size, index, total)
-                key = PointKey(name, task.fingerprint, size, config.train.seed, hparams_hash)
-                stored = store.get_point(key)
-                if stored is not None:
-                    reused += 1
-                    model_rec.add_point(_point_record(stored, reused=True))
-                    dirty = True
-                    yield PointFinished(name, size, stored.loss, stored.flops, stored.seconds, True)
-                    record.write()
-                    continue
-                try:
-                    pair = loaded.get()
-                except Exception as exc:
-                    model_rec.failed = _reason(exc)
-                    yield ModelFailed(name, model_rec.failed)
-                    break
-                outcome: dict[str, Any] = {}
-                yield from _train_polled(
-                    lambda on_progress, spec=spec, size=size, pair=pair: train_mod.train_point(
-                        spec,
-                        task,
-                        size,
-                        config.train,
-                        config.data,
-                        device=device,
-                        cancel=stop,
-                        on_progress=on_progress,
-                        model_and_tokenizer=pair,
-                    ),
-                    name,
-                    size,
-                    cancel,
-                    stop,
-                    outcome,
-                )
-                if "error" in outcome:
-                    exc = outcome["error"]
-                    if isinstance(exc, train_mod.Cancelled) or cancel.is_set():
-                        break
-                    reason = _reason(exc)
-                    yield PointFailed(name, size, reason)
-                    model_rec.failed = f"point at size {size} failed: {reason}"
-                    yield ModelFailed(name, model_rec.failed)
-                    break
-                res = outcome["result"]
-                stored = store.put_point(
-                    key,
-                    loss=res.loss,
-                    flops=res.flops,
-                    seconds=res.seconds,
-                    steps=res.steps,
-                    train_tokens=res.train_tokens,
-                    eval_tokens=res.eval_tokens,
-                    hparams=res.hparams,
-                )
-                computed += 1
-                model_rec.add_point(_point_record(stored, reused=False))
-                yield PointFinished(name, size, res.loss, res.flops, res.seconds, False)
-                yield from _refit(config, record, name)
-                dirty = False
-                record.write()
-
-            loaded.value = None  # free the weights before the next model
-            if model_rec.failed is not None:
-                index = first_index + len(plans[name])  # skipped points count as done
-                if any(e.model == name for e in record.ranking):
-                    yield from _refit(config, record, None)
-                record.write()
-            elif dirty:
-                yield from _refit(config, record, name)
-                record.write()
+            yield from run.model(name, plans[name], index, total)
+            index += len(plans[name])
             if cancel.is_set():
                 break
 
@@ -247,7 +152,7 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
         if cancel.is_set():
             record.status = "cancelled"
             record.write()
-            yield RunCancelled(str(out_dir), "cancelled", kept=computed + reused)
+            yield RunCancelled(str(out_dir), "cancelled", kept=run.computed + run.reused)
             return
         record.status = "finished"
         record.write()
@@ -256,12 +161,238 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
             record.ranking,
             tuple(record.failures()),
             record.seconds,
-            computed=computed,
-            reused=reused,
+            computed=run.computed,
+            reused=run.reused,
         )
     finally:
-        stop.set()
-        store.close()
+        run.stop.set()
+        run.store.close()
+
+
+def ntk_settings(config: RunConfig) -> dict[str, Any]:
+    """What decides a model's NTK spectrum besides the model and the data fingerprint."""
+    return {
+        "probe_size": config.ntk.probe_size,
+        "projection_dim": config.ntk.projection_dim,
+        "seed": config.ntk.seed,
+        "max_length": config.data.max_length,
+    }
+
+
+class _Run:
+    """The state one run shares across models: data, store, record, cancel, counters."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        task: Any,
+        store: Store,
+        record: RunRecord,
+        cancel: threading.Event,
+        device: str,
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.store = store
+        self.record = record
+        self.cancel = cancel
+        self.device = device
+        self.stop = threading.Event()  # what training threads watch (cancel or generator closed)
+        self.hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
+        self.computed = 0
+        self.reused = 0
+
+    def model(self, name: str, sizes: list[int], index: int, total: int) -> Iterator[Event]:
+        """One candidate: resolve, NTK probe, then every planned size (reusing stored points)."""
+        from core import models as models_mod
+
+        rec = self.record.models[name]
+        try:
+            spec = models_mod.resolve_model(name)
+        except Exception as exc:
+            yield from self._fail(rec, _reason(exc))
+            return
+        rec.params = float(spec.params) if spec.params else None
+        rec.family = spec.family
+        # (model, tokenizer), loaded on first need only: a fully reused model never loads.
+        loaded = _Lazy(functools.partial(models_mod.load_model, spec, self.device))
+        try:
+            if self.config.ntk.enabled and not self.cancel.is_set():
+                yield from self._ntk(rec, spec, loaded)
+            dirty = False
+            for size in sizes:
+                if self.cancel.is_set() or rec.failed is not None:
+                    break
+                index += 1
+                yield PointStarted(name, size, index, total)
+                key = PointKey(
+                    name, self.task.fingerprint, size, self.config.train.seed, self.hparams_hash
+                )
+                stored = self.store.get_point(key)
+                if stored is not None:
+                    self.reused += 1
+                    rec.add_point(_point_record(stored, reused=True))
+                    dirty = True
+                    yield PointFinished(name, size, stored.loss, stored.flops, stored.seconds, True)
+                    self.record.write()
+                    continue
+                yield from self._point(rec, spec, loaded, key)
+                if rec.failed is None and any(p.size == size for p in rec.points):
+                    yield from _refit(self.config, self.record, name)
+                    dirty = False
+                    self.record.write()
+            if rec.failed is None and dirty:
+                yield from _refit(self.config, self.record, name)
+                self.record.write()
+        except _ModelFailure as failure:
+            yield from self._fail(rec, str(failure))
+        finally:
+            loaded.value = None  # free the weights before the next model
+
+    def _fail(self, rec: ModelRecord, reason: str) -> Iterator[Event]:
+        rec.failed = reason
+        yield ModelFailed(rec.model, reason)
+        if any(e.model == rec.model for e in self.record.ranking):
+            yield from _refit(self.config, self.record, None)  # drop it from the ranking
+        self.record.write()
+
+    def _load(self, loaded: _Lazy) -> Any:
+        try:
+            return loaded.get()
+        except Exception as exc:
+            raise _ModelFailure(_reason(exc)) from exc
+
+    def _point(self, rec: ModelRecord, spec: Any, loaded: _Lazy, key: PointKey) -> Iterator[Event]:
+        """Train and measure one new point in a worker thread; store it in one transaction."""
+        from core import train as train_mod
+
+        pair = self._load(loaded)
+        config = self.config
+        outcome: dict[str, Any] = {}
+        yield from _polled(
+            lambda on_progress: train_mod.train_point(
+                spec,
+                self.task,
+                key.size,
+                config.train,
+                config.data,
+                device=self.device,
+                cancel=self.stop,
+                on_progress=on_progress,
+                model_and_tokenizer=pair,
+            ),
+            rec.model,
+            key.size,
+            self.cancel,
+            self.stop,
+            outcome,
+        )
+        if "error" in outcome:
+            exc = outcome["error"]
+            if isinstance(exc, train_mod.Cancelled) or self.cancel.is_set():
+                return
+            reason = _reason(exc)
+            yield PointFailed(rec.model, key.size, reason)
+            raise _ModelFailure(f"point at size {key.size} failed: {reason}")
+        res = outcome["result"]
+        stored = self.store.put_point(
+            key,
+            loss=res.loss,
+            flops=res.flops,
+            seconds=res.seconds,
+            steps=res.steps,
+            train_tokens=res.train_tokens,
+            eval_tokens=res.eval_tokens,
+            hparams=res.hparams,
+        )
+        self.computed += 1
+        rec.add_point(_point_record(stored, reused=False))
+        yield PointFinished(rec.model, key.size, res.loss, res.flops, res.seconds, False)
+
+    def _ntk(self, rec: ModelRecord, spec: Any, loaded: _Lazy) -> Iterator[Event]:
+        """The model's NTK spectrum on the probe set: from the store, or computed once.
+
+        A failed probe is reported (ok=False, with the reason) and the model goes
+        on without a spectrum, so its law falls back to F free.
+        """
+        try:
+            from core import ntk as ntk_mod
+        except ImportError:  # the NTK probe is optional
+            return
+        from core.data import make_batch
+
+        settings = ntk_settings(self.config)
+        fp = self.task.fingerprint
+        got = self.store.get_spectrum(rec.model, fp, settings)
+        if got is not None:
+            rec.spectrum = NTKSpectrum.from_dict(got.spectrum)
+            rec.ntk = {**got.summary, "reused": True}
+            yield _ntk_event(rec.model, got.summary)
+            return
+        model, tokenizer = self._load(loaded)
+        outcome: dict[str, Any] = {}
+        cfg = self.config
+
+        def probe(on_progress: Callable[..., None]) -> Any:
+            batch = make_batch(
+                self.task,
+                tokenizer,
+                spec.kind,
+                cfg.ntk.probe_size,
+                max_length=cfg.data.max_length,
+            )
+            return ntk_mod.probe_ntk(
+                model, batch, projection_dim=cfg.ntk.projection_dim, seed=cfg.ntk.seed
+            )
+
+        yield from _polled(probe, rec.model, -1, self.cancel, self.stop, outcome)
+        if "error" in outcome:
+            reason = _reason(outcome["error"])
+            rec.ntk = {"ok": False, "reason": reason}
+            yield NTKComputed(rec.model, 0, math.nan, (), math.nan, 0.0, ok=False, reason=reason)
+            return
+        result = outcome["result"]
+        try:
+            spectrum = result.spectrum
+            if not all(math.isfinite(x) for x in (*spectrum.eigenvalues, *spectrum.weights)):
+                raise ValueError("the NTK spectrum is not finite")
+        except Exception as exc:
+            reason = _reason(exc)
+            rec.ntk = {"ok": False, "reason": reason}
+            yield NTKComputed(
+                rec.model, result.n, math.nan, (), math.nan, result.seconds, ok=False, reason=reason
+            )
+            return
+        summary = {
+            "ok": True,
+            "n": result.n,
+            "trace": spectrum.trace,
+            "top_eigenvalues": list(spectrum.top(5)),
+            "effective_rank": spectrum.effective_rank,
+            "seconds": result.seconds,
+            "flops": result.flops,
+            "path": result.path,
+            "projection_dim": result.projection_dim,
+        }
+        self.store.put_spectrum(rec.model, fp, settings, spectrum.to_dict(), summary)
+        rec.spectrum = spectrum
+        rec.ntk = {**summary, "reused": False}
+        yield _ntk_event(rec.model, summary)
+
+
+class _ModelFailure(Exception):
+    """Internal: this model cannot go on (load error, failed point); carries the reason."""
+
+
+def _ntk_event(model: str, summary: dict[str, Any]) -> NTKComputed:
+    return NTKComputed(
+        model=model,
+        n=int(summary.get("n", 0)),
+        trace=float(summary.get("trace", math.nan)),
+        top_eigenvalues=tuple(float(x) for x in summary.get("top_eigenvalues", ())),
+        effective_rank=float(summary.get("effective_rank", math.nan)),
+        seconds=float(summary.get("seconds", 0.0)),
+    )
 
 
 class _Lazy:
@@ -277,7 +408,7 @@ class _Lazy:
         return self.value
 
 
-def _train_polled(
+def _polled(
     start: Callable[[Callable[..., None]], Any],
     model: str,
     size: int,
@@ -285,7 +416,10 @@ def _train_polled(
     stop: threading.Event,
     outcome: dict[str, Any],
 ) -> Iterator[Event]:
-    """Run one point in a thread; yield throttled progress; put result or error in outcome."""
+    """Run ``start`` in a thread; yield throttled progress; put its result or error in outcome.
+
+    ``size`` -1 marks work that is not a point (the NTK probe): no progress events.
+    """
     latest: list[tuple[int, int, float]] = []
 
     def on_progress(step: int, total_steps: int, train_loss: float) -> None:
@@ -308,7 +442,12 @@ def _train_polled(
             if cancel.is_set():
                 stop.set()
             now = time.monotonic()
-            if latest and latest[0] != last_sent and now - last_emit >= PROGRESS_INTERVAL:
+            if (
+                size >= 0
+                and latest
+                and latest[0] != last_sent
+                and now - last_emit >= PROGRESS_INTERVAL
+            ):
                 last_sent = latest[0]
                 last_emit = now
                 yield PointProgress(model, size, *last_sent)
@@ -412,28 +551,22 @@ def _point_record(stored: Any, *, reused: bool) -> PointRecord:
     )
 
 
-def _clip_ladder(sizes: list[int], pool: int | None) -> tuple[list[int], list[str]]:
-    """Drop ladder sizes the training pool cannot supply, with a warning saying so."""
-    if pool is None or sizes[-1] <= pool:
-        return list(sizes), []
-    kept = [s for s in sizes if s <= pool]
-    dropped = [s for s in sizes if s > pool]
-    if not kept:
-        from core.data import DataError
+def _clip_ladder(task: Any, sizes: list[int]) -> tuple[list[int], list[str]]:
+    """Drop ladder sizes the training split cannot supply, with a warning saying so."""
+    from core.data import DataError
 
+    kept, dropped = task.clip_ladder(sizes)
+    if not kept:
         raise DataError(
-            f"the dataset has {pool} training examples, fewer than the smallest ladder size "
-            f"{sizes[0]}"
+            f"the dataset has {task.max_train_size} training examples, fewer than the "
+            f"smallest ladder size {sizes[0]}"
         )
-    return kept, [
-        f"the dataset has {pool} training examples; ladder sizes "
+    if not dropped:
+        return list(kept), []
+    return list(kept), [
+        f"the dataset has {task.max_train_size} training examples; ladder size(s) "
         f"{', '.join(map(str, dropped))} dropped"
     ]
-
-
-def _train_pool(task: Any) -> int | None:
-    train = getattr(task, "train", None)
-    return None if train is None else len(train)
 
 
 def _device(name: str) -> str:
