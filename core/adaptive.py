@@ -1,0 +1,577 @@
+"""Budget-aware model selection: spend fine-tuning compute where it can still change the answer.
+
+The ladder policy fine-tunes every candidate on every subset size. LensLLM's
+Algorithm 1 already stops sampling a model once its predicted target loss has
+stopped moving (a regression threshold ``gamma`` on the relative change of the
+prediction between successive fits, held for ``tau`` successive fits). This
+policy adds *elimination across candidates*: once a model's predicted
+target-loss interval lies wholly above the current best model's interval, no
+further point of that model can make it the winner at that confidence, so it
+gets no more compute (successive halving with confidence intervals, i.e. racing).
+
+Survivors climb the ladder level by level (the survivor with the smallest
+largest size goes next, best prediction first), so every fit compares models
+at similar extrapolation distances and eliminations happen before the
+expensive rungs. The policy is stepwise (``next_point`` / ``observe``) so the
+same object drives a replay over a benchmark table and a live run, and it is
+deterministic given a deterministic predictor.
+
+Cost is charged per consumed point: on a replayed table the model's parameter
+count times the point's size (training compute is proportional to both); on a
+live run the runner's FLOPs for that point (6 x parameters x training tokens).
+``cost_fraction`` divides by the cost of full fine-tuning: every candidate
+trained once at the target size.
+
+This module does curve science only: no torch, textual or typer imports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from core.curves import Curve
+
+SCHEDULES = ("compute", "size")
+STATUSES = ("active", "converged", "exhausted", "eliminated", "failed")
+
+
+class TargetColumnRead(RuntimeError):
+    """A policy tried to read a point at or beyond the target size: that is the answer."""
+
+
+class AdaptiveError(ValueError):
+    """The policy cannot run on this input; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class AdaptiveConfig:
+    """Thresholds of the adaptive policy (checked on construction)."""
+
+    gamma: float = 0.01
+    """Regression threshold: a fit is *stable* when its predicted target loss moved by
+    at most this fraction of the previous prediction (LensLLM's gamma)."""
+    tau: int = 2
+    """Stop threshold: a model stops getting points after this many successive stable
+    fits (LensLLM's tau)."""
+    confidence: float = 0.9
+    """Two-sided confidence of the intervals used for elimination; higher keeps more
+    models alive longer (safer, costlier)."""
+    min_points: int = 4
+    """Fine-tuned points (zero-shot not counted) a model needs before its prediction may
+    eliminate it or stop it: with fewer, a law fit says little about the target."""
+    max_cost_fraction: float | None = None
+    """Optional budget: cost / full fine-tuning cost never exceeds it (a point that would
+    is skipped, cheaper ones still run). None: stop only by thresholds and eliminations."""
+    schedule: str = "compute"
+    """Which survivor goes next: ``compute`` levels the compute spent per model (the
+    resource of successive halving is compute, so a small model climbs further for the
+    price of one rung of a big one); ``size`` levels the ladder size (equal samples)."""
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.gamma < 1.0):
+            raise AdaptiveError(f"gamma must be in (0, 1), got {self.gamma}")
+        if self.tau < 1:
+            raise AdaptiveError(f"tau must be at least 1, got {self.tau}")
+        if not (0.0 < self.confidence < 1.0):
+            raise AdaptiveError(f"confidence must be in (0, 1), got {self.confidence}")
+        if self.min_points < 2:
+            raise AdaptiveError(f"min_points must be at least 2, got {self.min_points}")
+        if self.schedule not in SCHEDULES:
+            raise AdaptiveError(
+                f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
+            )
+        if self.max_cost_fraction is not None and not (0.0 < self.max_cost_fraction <= 1.0):
+            raise AdaptiveError(
+                f"max_cost_fraction must be in (0, 1] or None, got {self.max_cost_fraction}"
+            )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A predictor's answer for one model: predicted target loss and an interval."""
+
+    predicted: float | None
+    low: float | None = None
+    high: float | None = None
+    level: float = 0.9
+    """Two-sided confidence the predictor gives its (low, high) interval."""
+    ok: bool = True
+    reason: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return (
+            self.ok
+            and self.predicted is not None
+            and math.isfinite(self.predicted)
+            and self.predicted > 0
+        )
+
+
+Predictor = Callable[[Curve], Estimate]
+"""Given the points seen so far for one model (a Curve, zero-shot included), predict
+its loss at the target size with an interval. The target is bound in the closure."""
+
+
+def _z(confidence: float) -> float:
+    """Standard normal quantile for a two-sided interval; scipy's, imported lazily."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence / 2.0))
+
+
+def interval_at(est: Estimate, confidence: float) -> tuple[float, float]:
+    """The estimate's interval rescaled to ``confidence``.
+
+    Predictors report intervals at their own level; the policy's confidence is a
+    knob of its own. The half-widths are rescaled in log-loss space (where the
+    fits live and errors are roughly normal) by the ratio of normal quantiles.
+    A missing interval is taken as a point (no width): the predictor vouched for
+    nothing wider.
+    """
+    assert est.predicted is not None
+    p = est.predicted
+    lo = est.low if est.low is not None and math.isfinite(est.low) and est.low > 0 else p
+    hi = est.high if est.high is not None and math.isfinite(est.high) and est.high > 0 else p
+    lo, hi = min(lo, p), max(hi, p)
+    scale = _z(confidence) / _z(est.level) if 0 < est.level < 1 else 1.0
+    lp = math.log(p)
+    return (
+        math.exp(lp - scale * (lp - math.log(lo))),
+        math.exp(lp + scale * (math.log(hi) - lp)),
+    )
+
+
+@dataclass(frozen=True)
+class Elimination:
+    """A model the policy stopped spending on because a better one is clearly ahead."""
+
+    model: str
+    reason: str
+    size: int
+    """The largest size it had been fine-tuned on when eliminated."""
+    compute_saved: float
+    """Cost of the ladder points it will not run (what the ladder policy would still spend)."""
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """Where one model ended: its points, its last estimate, and why it stopped."""
+
+    model: str
+    status: str
+    sizes: tuple[int, ...]
+    predicted: float | None
+    low: float | None
+    high: float | None
+    cost: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """What an adaptive run decided and what it paid for it."""
+
+    ranking: tuple[str, ...]
+    """Best first: survivors by predicted target loss, then eliminated models, then failed ones."""
+    outcomes: tuple[ModelOutcome, ...]
+    """Per model, in input order."""
+    consumed: tuple[tuple[str, int], ...]
+    """Every (model, size) point read or trained, in order."""
+    eliminated: tuple[Elimination, ...]
+    cost: float
+    full_cost: float
+    """Cost of fine-tuning every candidate once at the target size."""
+    ladder_cost: float
+    """Cost of the ladder policy: every candidate on every ladder size."""
+    stop_reason: str
+    config: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+
+    @property
+    def cost_fraction(self) -> float:
+        return self.cost / self.full_cost if self.full_cost > 0 else float("nan")
+
+    @property
+    def largest_size(self) -> int:
+        """The largest size any model was fine-tuned on (the bench's ``budget`` column)."""
+        return max((s for _, s in self.consumed), default=0)
+
+    @property
+    def best(self) -> str | None:
+        return self.ranking[0] if self.ranking else None
+
+
+@dataclass
+class _State:
+    model: str
+    unit_cost: float
+    sizes: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    cost: float = 0.0
+    estimate: Estimate | None = None
+    stable: int = 0
+    status: str = "active"
+    reason: str = ""
+
+    @property
+    def trained(self) -> int:
+        return sum(1 for s in self.sizes if s > 0)
+
+    @property
+    def top(self) -> int:
+        return max(self.sizes, default=0)
+
+
+class AdaptivePolicy:
+    """Stepwise adaptive schedule: ask ``next_point``, run it, report it with ``observe``.
+
+    ``unit_cost[model]`` is the cost of one training sample for that model
+    (parameters on a table; 6 x parameters x tokens per sample live); it sets the
+    full fine-tuning cost and charges points whose cost is not reported.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str],
+        ladder: Sequence[int],
+        target: int,
+        unit_cost: Mapping[str, float],
+        predictor: Predictor,
+        config: AdaptiveConfig | None = None,
+    ) -> None:
+        self.config = config or AdaptiveConfig()
+        if not models:
+            raise AdaptiveError("no candidate models")
+        if len(set(models)) != len(models):
+            raise AdaptiveError("candidate model names must be unique")
+        self.ladder = tuple(sorted({int(s) for s in ladder if 0 < int(s) < target}))
+        if not self.ladder:
+            raise AdaptiveError(f"no ladder size below the target {target}")
+        self.target = int(target)
+        self.predictor = predictor
+        self._states = {}
+        for m in models:
+            c = float(unit_cost.get(m, float("nan")))
+            if not (math.isfinite(c) and c > 0):
+                raise AdaptiveError(f"{m}: cost per sample must be positive, got {c}")
+            self._states[m] = _State(m, c)
+        self._order = tuple(models)
+        self._consumed: list[tuple[str, int]] = []
+        self._eliminated: list[Elimination] = []
+        self._stop_reason = ""
+
+    # --- costs -----------------------------------------------------------------
+
+    @property
+    def cost(self) -> float:
+        return sum(s.cost for s in self._states.values())
+
+    @property
+    def full_cost(self) -> float:
+        return sum(s.unit_cost for s in self._states.values()) * self.target
+
+    @property
+    def ladder_cost(self) -> float:
+        return sum(s.unit_cost for s in self._states.values()) * sum(self.ladder)
+
+    def _remaining_cost(self, st: _State) -> float:
+        return st.unit_cost * sum(s for s in self.ladder if s > st.top)
+
+    # --- schedule --------------------------------------------------------------
+
+    def _next_size(self, st: _State) -> int | None:
+        for s in self.ladder:
+            if s > st.top:
+                return s
+        return None
+
+    def _sort_key(self, st: _State) -> tuple[float, float, int]:
+        # Level rungs first (successive halving); within a rung the model predicted
+        # best goes first, so its fit can eliminate the others before they spend.
+        # A model without enough points to be judged is levelled by size, so every
+        # candidate gets its first min_points before compute levelling starts.
+        p = st.estimate.predicted if st.estimate and st.estimate.usable else math.inf
+        if st.trained < self.config.min_points:
+            level = -1.0 / (1.0 + st.trained)
+        elif self.config.schedule == "compute":
+            nxt = self._next_size(st) or 0
+            level = st.unit_cost * (st.top + nxt)  # compute after the next point
+        else:
+            level = float(st.top)
+        return (level, p, self._order.index(st.model))
+
+    def next_point(self) -> tuple[str, int] | None:
+        """The (model, size) to fine-tune next, or None when the policy stops."""
+        if self._stop_reason:
+            return None
+        active = [s for s in self._states.values() if s.status == "active"]
+        if not active:
+            self._stop_reason = self._why_idle()
+            return None
+        if len(self._alive()) == 1 and all(
+            s.trained >= self.config.min_points for s in self._alive()
+        ):
+            self._stop_reason = f"one model left: {self._alive()[0].model}"
+            return None
+        cap = self.config.max_cost_fraction
+        capped = False
+        for st in sorted(active, key=self._sort_key):
+            size = self._next_size(st)
+            if size is None:
+                continue
+            if cap is not None and (self.cost + st.unit_cost * size) > cap * self.full_cost:
+                capped = True
+                continue
+            return st.model, size
+        self._stop_reason = (
+            f"budget of {cap:g} x full fine-tuning spent" if capped else self._why_idle()
+        )
+        return None
+
+    def _alive(self) -> list[_State]:
+        return [
+            s for s in self._states.values() if s.status in ("active", "converged", "exhausted")
+        ]
+
+    def _why_idle(self) -> str:
+        alive = self._alive()
+        if not alive:
+            return "every model failed"
+        return "every surviving model is stable or out of ladder sizes"
+
+    # --- observations ----------------------------------------------------------
+
+    def observe(
+        self, model: str, size: int, loss: float, cost: float | None = None
+    ) -> list[Elimination]:
+        """Record a measured point, refit that model, and return new eliminations."""
+        st = self._states[model]
+        if size >= self.target:
+            raise TargetColumnRead(
+                f"{model}: point at {size} is not below the target {self.target}"
+            )
+        if size in st.sizes:
+            raise AdaptiveError(f"{model}: point at size {size} observed twice")
+        charged = st.unit_cost * size if cost is None else float(cost)
+        st.cost += charged
+        st.sizes.append(int(size))
+        st.losses.append(float(loss))
+        self._consumed.append((model, int(size)))
+        if size == 0:
+            return []  # zero-shot: no training, no fit worth making on its own
+        self._refit(st)
+        return self._eliminate()
+
+    def fail(self, model: str, reason: str) -> None:
+        """A model cannot continue (its point failed); it keeps its cost and drops out."""
+        st = self._states[model]
+        st.status, st.reason = "failed", reason
+
+    def _refit(self, st: _State) -> None:
+        order = sorted(range(len(st.sizes)), key=lambda i: st.sizes[i])
+        curve = Curve(
+            st.model,
+            tuple(st.sizes[i] for i in order),
+            tuple(st.losses[i] for i in order),
+        )
+        try:
+            est = self.predictor(curve)
+        except Exception as exc:  # a predictor failure is a result, not a crash
+            est = Estimate(None, ok=False, reason=f"predictor failed: {exc}")
+        prev = st.estimate
+        st.estimate = est
+        if not est.usable:
+            st.stable = 0
+            st.reason = est.reason or "no usable prediction yet"
+        elif prev is not None and prev.usable:
+            assert prev.predicted is not None and est.predicted is not None
+            change = abs(est.predicted - prev.predicted) / prev.predicted
+            st.stable = st.stable + 1 if change <= self.config.gamma else 0
+        else:
+            st.stable = 0
+        if st.status != "active":
+            return
+        if self._next_size(st) is None:
+            st.status = "exhausted"
+            st.reason = "ran every ladder size" + ("" if est.usable else f"; {st.reason}")
+        elif est.usable and st.trained >= self.config.min_points and st.stable >= self.config.tau:
+            st.status = "converged"
+            st.reason = f"prediction moved <= {self.config.gamma:g} for {st.stable} successive fits"
+
+    def _eliminate(self) -> list[Elimination]:
+        conf = self.config.confidence
+        judged = [
+            s
+            for s in self._alive()
+            if s.estimate is not None and s.estimate.usable and s.trained >= self.config.min_points
+        ]
+        if len(judged) < 2:
+            return []
+        best = min(judged, key=lambda s: (s.estimate.predicted, self._order.index(s.model)))  # type: ignore[union-attr]
+        assert best.estimate is not None
+        _, best_hi = interval_at(best.estimate, conf)
+        out: list[Elimination] = []
+        for st in judged:
+            if st is best:
+                continue
+            assert st.estimate is not None
+            lo, _ = interval_at(st.estimate, conf)
+            if lo > best_hi:
+                saved = self._remaining_cost(st) if st.status == "active" else 0.0
+                reason = (
+                    f"{conf:.0%} interval [{lo:.4g}, ...] lies above {best.model}'s "
+                    f"[..., {best_hi:.4g}] at size {st.top}"
+                )
+                st.status, st.reason = "eliminated", reason
+                e = Elimination(st.model, reason, st.top, saved)
+                self._eliminated.append(e)
+                out.append(e)
+        return out
+
+    # --- result ----------------------------------------------------------------
+
+    @property
+    def compute_saved(self) -> float:
+        """Ladder cost not spent so far because of eliminations."""
+        return sum(e.compute_saved for e in self._eliminated)
+
+    def result(self) -> PolicyResult:
+        def pkey(st: _State) -> tuple[float, int]:
+            p = st.estimate.predicted if st.estimate and st.estimate.usable else math.inf
+            return (p, self._order.index(st.model))  # type: ignore[return-value]
+
+        groups = (
+            [s for s in self._alive() if s.estimate and s.estimate.usable],
+            [s for s in self._states.values() if s.status == "eliminated"],
+            [
+                s
+                for s in self._states.values()
+                if s.status == "failed"
+                or (s in self._alive() and not (s.estimate and s.estimate.usable))
+            ],
+        )
+        ranking = tuple(s.model for g in groups for s in sorted(g, key=pkey))
+        outcomes = []
+        for m in self._order:
+            st = self._states[m]
+            est = st.estimate
+            lo = hi = None
+            if est is not None and est.usable:
+                lo, hi = interval_at(est, self.config.confidence)
+            outcomes.append(
+                ModelOutcome(
+                    m,
+                    st.status,
+                    tuple(sorted(st.sizes)),
+                    est.predicted if est is not None and est.usable else None,
+                    lo,
+                    hi,
+                    st.cost,
+                    st.reason,
+                )
+            )
+        return PolicyResult(
+            ranking=ranking,
+            outcomes=tuple(outcomes),
+            consumed=tuple(self._consumed),
+            eliminated=tuple(self._eliminated),
+            cost=self.cost,
+            full_cost=self.full_cost,
+            ladder_cost=self.ladder_cost,
+            stop_reason=self._stop_reason or "not finished",
+            config=self.config,
+        )
+
+
+class TableGuard:
+    """Read access to a benchmark table that refuses the target column.
+
+    A replayed policy sees the table only through ``read``; any size at or above
+    the target raises ``TargetColumnRead``, so a policy cannot peek at the answer
+    even by accident. Every read is logged (``reads``) for cost checks.
+    """
+
+    def __init__(self, curves: Sequence[Curve], target: int) -> None:
+        self._curves = {c.model: c for c in curves}
+        self.target = int(target)
+        self.reads: list[tuple[str, int]] = []
+
+    def read(self, model: str, size: int) -> float:
+        if size >= self.target:
+            raise TargetColumnRead(
+                f"{model}: reading size {size} is forbidden (target column is {self.target})"
+            )
+        self.reads.append((model, int(size)))
+        return self._curves[model].loss_at(size)
+
+
+def table_unit_costs(curves: Sequence[Curve]) -> dict[str, float]:
+    """Cost per training sample on a table: the parameter count (the ``size`` column)."""
+    out = {}
+    for c in curves:
+        if c.params is None or not (math.isfinite(c.params) and c.params > 0):
+            raise AdaptiveError(f"{c.model}: no parameter count (size column) to charge cost by")
+        out[c.model] = float(c.params)
+    return out
+
+
+def fixed_budget_cost_fraction(curves: Sequence[Curve], budget: int, target: int) -> float:
+    """Cost fraction of a fixed-budget selector: every model on every size up to the budget."""
+    costs = table_unit_costs(curves)
+    spent = sum(costs[c.model] * sum(s for s in c.sizes if 0 < s <= budget) for c in curves)
+    return spent / (sum(costs.values()) * target)
+
+
+def replay(
+    curves: Sequence[Curve],
+    target: int,
+    predictor: Predictor,
+    config: AdaptiveConfig | None = None,
+) -> PolicyResult:
+    """Run the policy on a benchmark table: consuming a point means reading its column.
+
+    The ladder is the table's sizes below the target that every model has; the
+    zero-shot column (size 0, no training, cost 0) is read first for each model.
+    """
+    if not curves:
+        raise AdaptiveError("no curves to replay")
+    common = set(curves[0].sizes)
+    for c in curves[1:]:
+        common &= set(c.sizes)
+    ladder = sorted(s for s in common if 0 < s < target)
+    guard = TableGuard(curves, target)
+    policy = AdaptivePolicy(
+        [c.model for c in curves], ladder, target, table_unit_costs(curves), predictor, config
+    )
+    if 0 in common:
+        for c in curves:
+            policy.observe(c.model, 0, guard.read(c.model, 0), cost=0.0)
+    while (step := policy.next_point()) is not None:
+        model, size = step
+        policy.observe(model, size, guard.read(model, size))
+    return policy.result()
+
+
+def selector_predictor(method: str, target: int, *, seed: int = 0, level: float = 0.9) -> Predictor:
+    """A Predictor backed by a selector of core.select that predicts a loss with an interval.
+
+    ``level`` is the two-sided confidence the selector's (low, high) interval is
+    reported at, so the policy can rescale it to its own confidence.
+    """
+    from core.select import select  # lazy: keeps this module light to import
+
+    def predict(curve: Curve) -> Estimate:
+        sel = select(method, [curve], max(curve.sizes), target, seed=seed)
+        p = sel.predictions[0]
+        return Estimate(
+            p.predicted,
+            p.low,
+            p.high,
+            level=level,
+            ok=bool(p.ok and p.predicted is not None),
+            reason=p.reason,
+        )
+
+    return predict
