@@ -13,6 +13,7 @@ one-line summary names which and why); 2 bad input (configuration or data);
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -58,7 +59,10 @@ EXIT_CANCELLED = 130
 
 def run_headless(config: RunConfig, console: Console | None = None) -> int:
     """Run ``config`` without the dashboard; returns the process exit code."""
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console = Console(width=120)  # logs: no terminal width, so do not wrap at 80
     err = Console(stderr=True)
     cancel = threading.Event()
     try:
@@ -159,6 +163,8 @@ class _View:
 
     def line(self, text: str) -> None:
         self.progress.console.print(text, highlight=False, soft_wrap=True)
+        if not self.live:
+            self.console.file.flush()  # CI logs show each line as it happens
 
     def on(self, ev: Event) -> int | None:
         if isinstance(ev, RunStarted):
@@ -266,18 +272,18 @@ def ranking_table(
 ) -> Table:
     """The final ranking: best first, with interval, transition and measured points."""
     t = Table(title="Ranking (predicted test loss at the target)", title_justify="left")
-    t.add_column("rank", justify="right")
-    t.add_column("model")
-    t.add_column("predicted", justify="right")
-    t.add_column("interval", justify="right")
-    t.add_column("transition", justify="right")
-    t.add_column("points", justify="right")
+    t.add_column("rank", justify="right", no_wrap=True)
+    t.add_column("model", no_wrap=True)
+    t.add_column("predicted", justify="right", no_wrap=True)
+    t.add_column("interval", justify="right", no_wrap=True)
+    t.add_column("transition", justify="right", no_wrap=True)
+    t.add_column("points", justify="right", no_wrap=True)
     t.add_column("note")
     for e in ranking:
         ph = phases.get(e.model)
         tr = "-" if ph is None or ph.transition_size is None else str(ph.transition_size)
         interval = (
-            f"[{_fmt(e.low)}, {_fmt(e.high)}]"
+            f"{_fmt(e.low, '.3f')} - {_fmt(e.high, '.3f')}"
             if math.isfinite(e.low) and math.isfinite(e.high)
             else "-"
         )

@@ -69,8 +69,12 @@ def test_event_order(reference: tuple[Path, list[object]]) -> None:
         finished = [e.size for e in mine if isinstance(e, PointFinished)]
         assert started == finished == [0, *SIZES]
         for size in [0, *SIZES]:
-            i_start = next(i for i, e in enumerate(mine) if isinstance(e, PointStarted) and e.size == size)
-            i_end = next(i for i, e in enumerate(mine) if isinstance(e, PointFinished) and e.size == size)
+            i_start = next(
+                i for i, e in enumerate(mine) if isinstance(e, PointStarted) and e.size == size
+            )
+            i_end = next(
+                i for i, e in enumerate(mine) if isinstance(e, PointFinished) and e.size == size
+            )
             assert i_start < i_end
         # After each new point: law, phase, then the ranking.
         for i, e in enumerate(events):
