@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, RunConfig
+from core.curves import Curve
 from core.events import (
     Event,
     LawFitted,
@@ -46,6 +47,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
+from core.phase import detect_transition
 from core.results import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
 from core.spectrum import NTKSpectrum
 from core.store import STORE_NAME, PointKey, Store, settings_hash
@@ -468,17 +470,32 @@ def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[
         return
     curves = [m.curve() for m in live]
     budget = max(max(c.sizes) for c in curves)
-    selection = select(
-        config.selector, curves, budget=budget, target=config.target, seed=config.train.seed
-    )
+    if budget <= 0:  # only zero-shot points so far: nothing to fit a law to yet
+        selection = None
+        reason = "only the zero-shot point so far"
+    else:
+        try:
+            selection = select(
+                config.selector, curves, budget=budget, target=config.target, seed=config.train.seed
+            )
+            reason = ""
+        except Exception as exc:  # a selector problem is a result with a reason, not a crash
+            selection = None
+            reason = f"{config.selector} selection failed: {_reason(exc)}"
+    if selection is None:
+        if model is not None:
+            yield LawFitted(model=model, law=config.selector, params=(), ok=False, reason=reason)
+            yield PhaseDetected(model, None, 0.0)
+        yield RankingUpdated(record.ranking)
+        return
     record.selector = {
         "method": selection.method,
         "budget": selection.budget,
         "target": selection.target,
         "seconds": selection.seconds,
     }
-    for rec, pred in zip(live, selection.predictions, strict=True):
-        _update_model(rec, pred, config.target)
+    for rec, curve, pred in zip(live, curves, selection.predictions, strict=True):
+        _update_model(rec, curve, pred, config.target)
     by_model = {p.model: p for p in selection.predictions}
     entries = []
     for rank, name in enumerate(selection.ranking, start=1):
@@ -506,7 +523,7 @@ def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[
     yield RankingUpdated(record.ranking)
 
 
-def _update_model(rec: ModelRecord, pred: Any, target: int) -> None:
+def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> None:
     fit = getattr(pred, "fit", None)
     if fit is not None:
         rec.law = {
@@ -518,15 +535,12 @@ def _update_model(rec: ModelRecord, pred: Any, target: int) -> None:
         }
     else:
         rec.law = {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
-    tr = getattr(pred, "transition", None)
-    if tr is None or isinstance(tr, int):
-        rec.transition = {"size": tr, "confidence": None, "reason": ""}
-    else:
-        rec.transition = {
-            "size": tr.size,
-            "confidence": _num(tr.confidence),
-            "reason": getattr(tr, "reason", ""),
-        }
+    # The phase call with its confidence comes from core.phase; a selector that
+    # places the transition itself (e.g. ATS) is recorded alongside.
+    tr = detect_transition(curve)
+    rec.transition = {"size": tr.size, "confidence": tr.confidence, "reason": tr.reason}
+    if pred.transition is not None and pred.transition != tr.size:
+        rec.transition["selector_size"] = int(pred.transition)
     rec.prediction = {
         "target": target,
         "predicted": _num(pred.predicted),

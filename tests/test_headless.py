@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,18 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "tiny:gpt2-s"
 BAD = "no-such-org/no-such-model-xyz"
 cli = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def zoo_env(zoo_cache: Path) -> Iterator[Path]:
+    """Point the zoo cache at the session's quickly built tiny models (env reaches children)."""
+    old = os.environ.get("LENSLLM_TUI_CACHE")
+    os.environ["LENSLLM_TUI_CACHE"] = str(zoo_cache)
+    yield zoo_cache
+    if old is None:
+        os.environ.pop("LENSLLM_TUI_CACHE", None)
+    else:
+        os.environ["LENSLLM_TUI_CACHE"] = old
 
 
 def write_config(path: Path, out: Path, models: list[str], sizes: list[int]) -> Path:
@@ -42,6 +55,10 @@ def results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
+def model_entry(res: dict, model: str) -> dict:
+    return next(m for m in res["models"] if m["model"] == model)
+
+
 def stored_points(out: Path) -> int:
     db = out / "store.sqlite"
     if not db.exists():
@@ -56,10 +73,10 @@ def stored_points(out: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def uninterrupted(zoo_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One complete CLI run of a one-model, three-size config (the reference)."""
     d = tmp_path_factory.mktemp("cli")
-    cfg = write_config(d / "run.toml", d / "out", [MODEL], [25, 50, 100])
+    cfg = write_config(d / "run.toml", d / "out", [MODEL], [25, 50, 200])
     res = cli.invoke(app, ["run", "--no-ui", "--config", str(cfg)])
     assert res.exit_code == EXIT_OK, res.output
     assert "Ranking" in res.output and MODEL in res.output
@@ -71,7 +88,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_run_writes_results(uninterrupted: Path) -> None:
     res = results(uninterrupted)
     assert res["status"] == "finished"
-    assert [p["size"] for p in res["models"][0]["points"]] == [0, 25, 50, 100]
+    assert [p["size"] for p in model_entry(res, MODEL)["points"]] == [0, 25, 50, 200]
     assert (uninterrupted / "curves.csv").is_file()
 
 
@@ -79,7 +96,7 @@ def test_failed_model_sets_exit_code_and_summary(
     uninterrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = write_config(tmp_path / "run.toml", uninterrupted, [BAD, MODEL], [25, 50, 100])
+    cfg = write_config(tmp_path / "run.toml", uninterrupted, [BAD, MODEL], [25, 50, 200])
     res = cli.invoke(app, ["run", "--no-ui", "--config", str(cfg)])
     assert res.exit_code == EXIT_MODEL_FAILED, res.output
     assert "0 points computed, 4 reused" in res.output
@@ -91,7 +108,7 @@ def test_failed_model_sets_exit_code_and_summary(
 
 def test_sigkill_mid_run_then_rerun_reuses_points(uninterrupted: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 100])
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 200])
     proc = subprocess.Popen(
         [sys.executable, "-m", "lensllm_tui.cli", "run", "--no-ui", "--config", str(cfg)],
         cwd=ROOT,
@@ -115,9 +132,9 @@ def test_sigkill_mid_run_then_rerun_reuses_points(uninterrupted: Path, tmp_path:
     assert res.exit_code == EXIT_OK, res.output
     assert f"{4 - kept} points computed, {kept} reused" in res.output
     after, ref = results(out), results(uninterrupted)
-    points = after["models"][0]["points"]
+    points = model_entry(after, MODEL)["points"]
     assert [p["reused"] for p in points] == [True] * kept + [False] * (4 - kept)
-    for p, q in zip(points, ref["models"][0]["points"], strict=True):
+    for p, q in zip(points, model_entry(ref, MODEL)["points"], strict=True):
         assert p["size"] == q["size"]
         assert p["loss"] == pytest.approx(q["loss"], rel=1e-5)
     assert after["ranking"][0]["model"] == MODEL
@@ -125,7 +142,7 @@ def test_sigkill_mid_run_then_rerun_reuses_points(uninterrupted: Path, tmp_path:
 
 def test_ctrl_c_cancels_cleanly_with_exit_130(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 100])
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 200])
     proc = subprocess.Popen(
         [sys.executable, "-m", "lensllm_tui.cli", "run", "--no-ui", "--config", str(cfg)],
         cwd=ROOT,
