@@ -165,6 +165,12 @@ def models(
     raise typer.Exit(list_models(Console(), hub_only=hub_only))
 
 
+from lensllm_tui import curves_cli  # noqa: E402  (curve-table commands: bench, fit)
+
+app.command()(curves_cli.bench)
+app.command()(curves_cli.fit)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
