@@ -89,7 +89,6 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
 def _is_input_error(exc: Exception) -> bool:
     """Run-level input problems (config, dataset, store) that end the run with one line."""
     from core.data import DataError
-
     from core.store import StoreError
 
     return isinstance(exc, ConfigError | DataError | StoreError)
