@@ -94,6 +94,17 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def enable_tf32() -> None:
+    """TF32 for fp32 matmuls/convolutions on CUDA (the newer switch where torch has it)."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:  # older torch
+        matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if precision == "fp32":
@@ -406,8 +417,7 @@ def train_point(
     start = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
     if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        enable_tf32()
     if model_and_tokenizer is None:
         model, tokenizer = load_model(spec, dev)
     else:
