@@ -211,6 +211,8 @@ class _State:
     losses: list[float] = field(default_factory=list)
     cost: float = 0.0
     estimate: Estimate | None = None
+    moves: list[float] = field(default_factory=list)
+    """|change of log predicted target loss| between successive usable fits."""
     stable: int = 0
     status: str = "active"
     reason: str = ""
@@ -389,8 +391,11 @@ class AdaptivePolicy:
             assert prev.predicted is not None and est.predicted is not None
             change = abs(est.predicted - prev.predicted) / prev.predicted
             st.stable = st.stable + 1 if change <= self.config.gamma else 0
+            st.moves.append(abs(math.log(est.predicted / prev.predicted)))
+            st.reason = ""
         else:
             st.stable = 0
+            st.reason = ""
         if st.status != "active":
             return
         if self._next_size(st) is None:
@@ -400,24 +405,48 @@ class AdaptivePolicy:
             st.status = "converged"
             st.reason = f"prediction moved <= {self.config.gamma:g} for {st.stable} successive fits"
 
+    def _interval(self, st: _State) -> tuple[float, float]:
+        """The predictor's interval at the policy's confidence, widened by the drift.
+
+        A prediction that still moves between fits has an error its own interval
+        does not show (a pre-power curve, a law fitted to few points). Model the
+        log prediction as a random walk over the doublings still to come before the
+        target, with a step as large as its largest recent move (the last ``tau``
+        moves): at the policy's confidence it can still move by z x step x
+        sqrt(doublings left); the interval is widened to cover that.
+        """
+        assert st.estimate is not None and st.estimate.predicted is not None
+        conf = self.config.confidence
+        lo, hi = interval_at(st.estimate, conf)
+        step = max(st.moves[-self.config.tau :], default=math.inf)
+        left = math.log2(self.target / max(st.top, 1))
+        half = _z(conf) * step * math.sqrt(max(left, 0.0)) if math.isfinite(step) else math.inf
+        if math.isinf(half):
+            return 0.0, math.inf
+        p = math.log(st.estimate.predicted)
+        return min(lo, math.exp(p - half)), max(hi, math.exp(p + half))
+
     def _eliminate(self) -> list[Elimination]:
         conf = self.config.confidence
         judged = [
             s
             for s in self._alive()
-            if s.estimate is not None and s.estimate.usable and s.trained >= self.config.min_points
+            if s.estimate is not None
+            and s.estimate.usable
+            and s.trained >= self.config.min_points
+            and s.moves  # two usable fits at least: a drift to judge by
         ]
         if len(judged) < 2:
             return []
         best = min(judged, key=lambda s: (s.estimate.predicted, self._order.index(s.model)))  # type: ignore[union-attr]
         assert best.estimate is not None
-        _, best_hi = interval_at(best.estimate, conf)
+        _, best_hi = self._interval(best)
         out: list[Elimination] = []
         for st in judged:
             if st is best:
                 continue
             assert st.estimate is not None
-            lo, _ = interval_at(st.estimate, conf)
+            lo, _ = self._interval(st)
             if lo > best_hi:
                 saved = self._remaining_cost(st) if st.status == "active" else 0.0
                 reason = (
@@ -459,7 +488,7 @@ class AdaptivePolicy:
             est = st.estimate
             lo = hi = None
             if est is not None and est.usable:
-                lo, hi = interval_at(est, self.config.confidence)
+                lo, hi = self._interval(st)
             outcomes.append(
                 ModelOutcome(
                     m,
