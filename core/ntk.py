@@ -1,0 +1,621 @@
+"""Empirical NTK of a pretrained language model on a probe set, and its spectrum.
+
+The LensLLM law's F(Theta, t) needs Theta = G G^T, where row i of G is the
+gradient of probe example i's mean token cross-entropy (over its labelled
+tokens) with respect to the trainable parameters, and r0, those per-example
+losses themselves. This module computes both, then hands them to
+core.spectrum.NTKSpectrum, which is all the numpy-only curve science sees.
+
+Per-example gradients come from torch.func (functional_call + vmap over grad),
+one vectorised pass per chunk of examples. Hugging Face models whose forward has
+data-dependent control flow (e.g. a padding mask checked with ``.all()``) cannot
+be vmapped; the first such error switches to one backward per example, and the
+result says which path ran and why.
+
+Memory stays bounded: examples are processed in chunks so that a chunk's
+gradients stay under ``max_chunk_bytes``; with ``projection_dim=k`` each chunk's
+gradients are projected to k dimensions block by block, each block's random
+(rows x k) matrix regenerated on the fly from a generator seeded by (seed, block),
+so no parameters-by-k matrix is ever held. The exact kernel needs all n
+gradients at once and refuses (with a reason) beyond ``max_exact_bytes``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+
+from core.spectrum import NTKSpectrum
+
+PATHS = ("auto", "vmap", "backward")
+PROJECTIONS = ("rademacher", "gaussian")
+DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
+DEFAULT_MAX_BLOCK_BYTES = 64 * 2**20
+DEFAULT_MAX_EXACT_BYTES = 4 * 2**30
+
+
+class NTKError(RuntimeError):
+    """The NTK could not be computed; the message is one line with the reason."""
+
+
+@dataclass(frozen=True)
+class NTKResult:
+    """A computed kernel with what it cost and how it was computed."""
+
+    theta: torch.Tensor
+    """n x n kernel, float64 on the CPU, symmetric positive semi-definite."""
+    r0: torch.Tensor
+    """Per-example losses of the model as given (float64, CPU)."""
+    path: str
+    """``vmap`` (torch.func) or ``backward`` (one backward per example)."""
+    fallback_reason: str
+    """Why vmap was not used ('' when it was, or when ``backward`` was asked for)."""
+    seconds: float
+    peak_memory_bytes: int | None
+    """Peak CUDA allocation during the call, or peak RSS growth on the CPU."""
+    memory_kind: str
+    """``cuda_allocated``, ``rss`` or ``''`` (not measured)."""
+    num_params: int
+    """Number of scalar parameters the gradients are taken over."""
+    n: int
+    tokens: int
+    """Tokens the probe forward passes run over (after truncation)."""
+    projection_dim: int | None
+    truncated: bool
+    """Whether any probe example was cut to the model's context length."""
+    flops: float
+    """Estimate: 6 x model params x tokens (forward+backward) + projection + Gram."""
+
+    @property
+    def spectrum(self) -> NTKSpectrum:
+        return NTKSpectrum.from_kernel(self.theta.numpy(), self.r0.numpy())
+
+
+def empirical_ntk(
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    params: Mapping[str, torch.Tensor] | Iterable[str] | None = None,
+    projection_dim: int | None = None,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The n x n empirical NTK of ``model`` on ``batch`` (see :func:`probe_ntk`)."""
+    return probe_ntk(model, batch, params=params, projection_dim=projection_dim, seed=seed).theta
+
+
+def compute_spectrum(
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    params: Mapping[str, torch.Tensor] | Iterable[str] | None = None,
+    projection_dim: int | None = None,
+    seed: int = 0,
+) -> NTKSpectrum:
+    """Eigenvalues of the NTK and the weights (u_k . r0)^2 of the initial losses."""
+    return probe_ntk(model, batch, params=params, projection_dim=projection_dim, seed=seed).spectrum
+
+
+def probe_ntk(
+    model: torch.nn.Module,
+    batch: Mapping[str, torch.Tensor],
+    *,
+    params: Mapping[str, torch.Tensor] | Iterable[str] | None = None,
+    projection_dim: int | None = None,
+    seed: int = 0,
+    path: str = "auto",
+    projection: str = "rademacher",
+    max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
+    max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+    max_exact_bytes: int = DEFAULT_MAX_EXACT_BYTES,
+) -> NTKResult:
+    """Compute the empirical NTK and the initial losses, with cost and path.
+
+    ``batch`` holds input_ids, attention_mask and labels (-100 where ignored);
+    for encoder-decoder models the labels are the decoder labels. ``params``
+    selects the parameters (a name -> tensor mapping such as a filtered
+    ``dict(model.named_parameters())``, or names); by default every parameter
+    with requires_grad, which for a peft model is its LoRA adapters.
+    ``path`` forces ``vmap`` or ``backward``; ``auto`` tries vmap first.
+    """
+    if path not in PATHS:
+        raise NTKError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
+    if projection not in PROJECTIONS:
+        raise NTKError(f"projection must be one of {', '.join(PROJECTIONS)}, not {projection!r}")
+    if projection_dim is not None and projection_dim < 1:
+        raise NTKError("projection_dim must be at least 1")
+    names = _select_params(model, params)
+    device = next(iter(model.parameters())).device
+    inputs, truncated = _prepare(model, batch, device)
+    n = int(inputs["input_ids"].shape[0])
+    num_params = sum(_param(model, nm).numel() for nm in names)
+    elem = _param(model, names[0]).element_size()
+    if projection_dim is None and n * num_params * elem > max_exact_bytes:
+        raise NTKError(
+            f"the exact NTK would hold {n * num_params * elem / 2**30:.1f} GiB of gradients "
+            f"({n} examples x {num_params:,} parameters); set a projection_dim"
+        )
+    chunk = max(1, min(n, max_chunk_bytes // max(1, num_params * elem)))
+
+    # Restore each submodule's own mode afterwards: model.train(flag) would, e.g.,
+    # switch on the dropout of a peft model whose base was left in eval mode.
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    meter = _PeakMemory(device)
+    start = time.perf_counter()
+    try:
+        with meter:
+            _check_lm(model, inputs)
+            chunks, used, reason = _gradients(model, inputs, names, chunk, path)
+            if projection_dim is None:
+                theta, r0 = _exact_kernel(chunks, names)
+            else:
+                theta, r0 = _projected_kernel(
+                    chunks, names, projection_dim, seed, projection, max_block_bytes
+                )
+    finally:
+        for module, mode in modes:
+            module.training = mode
+    seconds = time.perf_counter() - start
+    theta = 0.5 * (theta + theta.T)
+    tokens = int(inputs["input_ids"].numel())
+    if "decoder_input_ids" in inputs:
+        tokens += int(inputs["decoder_input_ids"].numel())
+    total = sum(p.numel() for p in model.parameters())
+    width = projection_dim or num_params
+    flops = 6.0 * total * tokens + 2.0 * n * n * width
+    if projection_dim is not None:
+        flops += 2.0 * n * num_params * projection_dim
+    return NTKResult(
+        theta=theta,
+        r0=r0,
+        path=used,
+        fallback_reason=reason,
+        seconds=seconds,
+        peak_memory_bytes=meter.peak,
+        memory_kind=meter.kind,
+        num_params=num_params,
+        n=n,
+        tokens=tokens,
+        projection_dim=projection_dim,
+        truncated=truncated,
+        flops=flops,
+    )
+
+
+def context_length(model: torch.nn.Module) -> int | None:
+    """The longest input the model's position scheme allows, if it has a limit."""
+    config = getattr(model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _param(model: torch.nn.Module, name: str) -> torch.Tensor:
+    return model.get_parameter(name)
+
+
+def _select_params(
+    model: torch.nn.Module, params: Mapping[str, torch.Tensor] | Iterable[str] | None
+) -> list[str]:
+    available = dict(model.named_parameters())
+    if params is None:
+        names = [nm for nm, p in available.items() if p.requires_grad]
+        if not names:
+            raise NTKError("the model has no trainable parameters (none requires grad)")
+        return names
+    if isinstance(params, str):
+        raise NTKError("params must be names or a name -> tensor mapping, not one string")
+    names = list(params.keys()) if isinstance(params, Mapping) else list(params)
+    if not names:
+        raise NTKError("params selects no parameters")
+    unknown = [nm for nm in names if nm not in available]
+    if unknown:
+        raise NTKError(f"unknown parameter name(s): {', '.join(unknown[:3])}")
+    if isinstance(params, Mapping):
+        stale = [nm for nm in names if params[nm] is not available[nm]]
+        if stale:
+            raise NTKError(f"params[{stale[0]!r}] is not the model's own parameter tensor")
+    return list(dict.fromkeys(names))
+
+
+def _is_seq2seq(model: torch.nn.Module) -> bool:
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
+def _prepare(
+    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device
+) -> tuple[dict[str, torch.Tensor], bool]:
+    """Check the batch, truncate to the context, build decoder inputs."""
+    missing = [k for k in ("input_ids", "labels") if k not in batch]
+    if missing:
+        raise NTKError(f"the probe batch lacks {', '.join(missing)}")
+    ids = torch.as_tensor(batch["input_ids"]).to(device)
+    labels = torch.as_tensor(batch["labels"]).to(device)
+    if ids.ndim != 2 or labels.ndim != 2 or ids.shape[0] != labels.shape[0]:
+        raise NTKError("input_ids and labels must be (n, length) tensors with the same n")
+    if ids.shape[0] < 1:
+        raise NTKError("the probe batch is empty")
+    mask = batch.get("attention_mask")
+    mask = torch.ones_like(ids) if mask is None else torch.as_tensor(mask).to(device)
+    if mask.shape != ids.shape:
+        raise NTKError(f"attention_mask {tuple(mask.shape)} does not match input_ids")
+    seq2seq = _is_seq2seq(model)
+    if not seq2seq and labels.shape != ids.shape:
+        raise NTKError("for a causal model labels must have the shape of input_ids")
+    limit = context_length(model)
+    truncated = False
+    if limit is not None and ids.shape[1] > limit:
+        ids, mask, truncated = ids[:, :limit], mask[:, :limit], True
+        if not seq2seq:
+            labels = labels[:, :limit]
+    if limit is not None and seq2seq and labels.shape[1] > limit:
+        labels, truncated = labels[:, :limit], True
+    target = labels if seq2seq else labels[:, 1:]
+    empty = (target != -100).sum(dim=1) == 0
+    if bool(empty.any()):
+        i = int(torch.nonzero(empty)[0])
+        raise NTKError(f"probe example {i} has no labelled tokens (after truncation)")
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    if seq2seq:
+        prep = getattr(model, "prepare_decoder_input_ids_from_labels", None)
+        if prep is None:
+            raise NTKError(f"{type(model).__name__} cannot build decoder inputs from labels")
+        inputs["decoder_input_ids"] = prep(labels=labels)
+        if "decoder_attention_mask" in batch:
+            inputs["decoder_attention_mask"] = torch.as_tensor(batch["decoder_attention_mask"]).to(
+                device
+            )
+    return inputs, truncated
+
+
+def _forward_kwargs(model: torch.nn.Module, row: dict[str, torch.Tensor]) -> dict[str, object]:
+    kw: dict[str, object] = {k: v for k, v in row.items() if k != "labels"}
+    sig = inspect.signature(model.forward).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values())
+    if accepts_any or "use_cache" in sig:
+        kw["use_cache"] = False
+    return kw
+
+
+def _logits(out: object) -> torch.Tensor:
+    logits = getattr(out, "logits", None)
+    if logits is None and isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
+        logits = out[0]
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 3:
+        raise NTKError("the model has no language-modelling head (its output has no logits)")
+    return logits
+
+
+def _example_loss(logits: torch.Tensor, labels: torch.Tensor, seq2seq: bool) -> torch.Tensor:
+    """Mean token cross-entropy over the labelled tokens of one example (batch of 1)."""
+    logits, labels = logits[0], labels[0]
+    if not seq2seq:  # position t predicts token t+1
+        logits, labels = logits[:-1], labels[1:]
+    keep = (labels != -100).to(torch.promote_types(logits.dtype, torch.float32))
+    wide = torch.promote_types(logits.dtype, torch.float32)  # bf16/fp16 -> fp32, fp64 kept
+    ce = torch.nn.functional.cross_entropy(logits.to(wide), labels.clamp(min=0), reduction="none")
+    return (ce * keep).sum() / keep.sum()
+
+
+def _check_lm(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> None:
+    """One forward on the first example: a model without logits fails here, clearly."""
+    row = {k: v[:1] for k, v in inputs.items()}
+    try:
+        with torch.no_grad():
+            out = model(**_forward_kwargs(model, row))
+    except NTKError:
+        raise
+    except Exception as exc:
+        raise NTKError(f"forward pass failed: {_one_line(exc)}") from exc
+    logits = _logits(out)
+    labels = row["labels"]
+    if int(labels.max()) >= logits.shape[-1]:
+        raise NTKError(f"labels exceed the model's vocabulary of {logits.shape[-1]}")
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for lo in range(0, n, size):
+        yield slice(lo, min(n, lo + size))
+
+
+Chunk = tuple[dict[str, torch.Tensor], torch.Tensor]
+"""Per-example gradients (name -> (c, *shape)) and the c losses of one chunk."""
+
+
+def _gradients(
+    model: torch.nn.Module,
+    inputs: dict[str, torch.Tensor],
+    names: list[str],
+    chunk: int,
+    path: str,
+) -> tuple[Iterator[Chunk], str, str]:
+    """Per-example gradients chunk by chunk, and the path used (with why, if not vmap).
+
+    The first chunk is computed eagerly so that a vmap failure is caught once, up
+    front; the rest are produced lazily so only one chunk is alive at a time.
+    """
+    n = int(inputs["input_ids"].shape[0])
+    slices = list(_chunks(n, chunk))
+    used, reason = path, ""
+    first: Chunk | None = None
+    if path in ("auto", "vmap"):
+        try:
+            first = _vmap_chunk(model, inputs, names, slices[0])
+            used = "vmap"
+        except NTKError:
+            raise
+        except Exception as exc:
+            if path == "vmap":
+                raise NTKError(f"vmap path failed: {_one_line(exc)}") from exc
+            used, reason = "backward", _one_line(exc)
+    if first is None:
+        first = _backward_chunk(model, inputs, names, slices[0])
+    fn = _vmap_chunk if used == "vmap" else _backward_chunk
+    _check_finite(first, names, 0)
+
+    def produce(first: Chunk) -> Iterator[Chunk]:
+        yield first
+        del first
+        for sl in slices[1:]:
+            got = fn(model, inputs, names, sl)
+            _check_finite(got, names, sl.start)
+            yield got
+
+    return produce(first), used, reason
+
+
+def _row_inputs(inputs: dict[str, torch.Tensor], sl: slice) -> dict[str, torch.Tensor]:
+    rows = {k: v[sl] for k, v in inputs.items()}
+    mask = rows.get("attention_mask")
+    if mask is not None and not _is_padded_inside(mask, rows["labels"], inputs):
+        rows.pop("attention_mask")
+    return rows
+
+
+def _is_padded_inside(
+    mask: torch.Tensor, labels: torch.Tensor, inputs: dict[str, torch.Tensor]
+) -> bool:
+    """Whether dropping the attention mask could change the loss.
+
+    An all-ones mask changes nothing. For a decoder-only model, right padding whose
+    labels are ignored changes nothing either: causal attention never lets a real
+    token see the pads after it, and the positions of real tokens are the same.
+    Dropping the mask then keeps Hugging Face's mask code (which checks the mask
+    with data-dependent control flow) out of the vmapped function.
+    """
+    if bool((mask == 1).all()):
+        return False
+    if "decoder_input_ids" in inputs:
+        return True
+    right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all()) and bool((mask[:, 0] == 1).all())
+    pads_ignored = bool((labels[mask == 0] == -100).all())
+    return not (right_padded and pads_ignored)
+
+
+def _vmap_chunk(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor], names: list[str], sl: slice
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    seq2seq = _is_seq2seq(model)
+    rows = _row_inputs(inputs, sl)
+    keys = sorted(rows)
+    extra = _forward_kwargs(model, {})
+
+    def loss_fn(p: dict[str, torch.Tensor], *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        row = {k: t.unsqueeze(0) for k, t in zip(keys, tensors, strict=True)}
+        labels = row.pop("labels")
+        out = functional_call(model, p, (), {**row, **extra})
+        loss = _example_loss(_logits(out), labels, seq2seq)
+        return loss, loss.detach()
+
+    detached = {nm: _param(model, nm).detach() for nm in names}
+    in_dims = (None, *([0] * len(keys)))
+    # Under no_grad the outer autograd graph is not built; torch.func.grad still
+    # differentiates (it ignores an enclosing no_grad by design).
+    with torch.no_grad():
+        g, loss = vmap(grad(loss_fn, has_aux=True), in_dims=in_dims)(
+            detached, *(rows[k] for k in keys)
+        )
+    return g, loss.detach()
+
+
+def _backward_chunk(
+    model: torch.nn.Module, inputs: dict[str, torch.Tensor], names: list[str], sl: slice
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    seq2seq = _is_seq2seq(model)
+    tensors = [_param(model, nm) for nm in names]
+    frozen = [t for t in tensors if not t.requires_grad]
+    for t in frozen:  # a chosen subset may include frozen weights
+        t.requires_grad_(True)
+    per: list[tuple[torch.Tensor, ...]] = []
+    losses = []
+    try:
+        for i in range(sl.start, sl.stop):
+            row = {k: v[i : i + 1] for k, v in inputs.items()}
+            labels = row.pop("labels")
+            with torch.enable_grad():
+                out = model(**_forward_kwargs(model, row))
+                loss = _example_loss(_logits(out), labels, seq2seq)
+                gs = torch.autograd.grad(loss, tensors, allow_unused=True)
+            per.append(
+                tuple(
+                    torch.zeros_like(t) if g is None else g
+                    for g, t in zip(gs, tensors, strict=True)
+                )
+            )
+            losses.append(loss.detach())
+    finally:
+        for t in frozen:
+            t.requires_grad_(False)
+    stacked = {nm: torch.stack([p[j] for p in per]) for j, nm in enumerate(names)}
+    return stacked, torch.stack(losses)
+
+
+def _check_finite(chunk: Chunk, names: list[str], offset: int) -> None:
+    grads, loss = chunk
+    bad = ~torch.isfinite(loss)
+    if bool(bad.any()):
+        i = offset + int(torch.nonzero(bad)[0])
+        raise NTKError(f"non-finite loss on probe example {i} (NaN/inf in weights or logits)")
+    for nm in names:
+        ok = torch.isfinite(grads[nm].flatten(1)).all(dim=1)
+        if not bool(ok.all()):
+            i = offset + int(torch.nonzero(~ok)[0])
+            raise NTKError(f"non-finite gradient for probe example {i} in {nm}")
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def _exact_kernel(chunks: Iterable[Chunk], names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrix of the flattened gradients, accumulated in float64 by column block."""
+    rows, losses = [], []
+    for g, loss in chunks:
+        rows.append(torch.cat([g[nm].flatten(1) for nm in names], dim=1))
+        losses.append(loss.detach().double().cpu())
+    big = torch.cat(rows, dim=0)
+    del rows
+    n = big.shape[0]
+    theta = torch.zeros(n, n, dtype=torch.float64, device=big.device)
+    step = max(1, DEFAULT_MAX_BLOCK_BYTES // (8 * n))
+    for lo in range(0, big.shape[1], step):
+        block = big[:, lo : lo + step].double()
+        theta += block @ block.T
+    return theta.cpu(), torch.cat(losses)
+
+
+def _block_seed(seed: int, block: int) -> int:
+    return (seed * 1_000_003 + block * 7_919 + 12_345) % (2**63 - 1)
+
+
+def _projected_kernel(
+    chunks: Iterable[Chunk],
+    names: list[str],
+    k: int,
+    seed: int,
+    kind: str,
+    max_block_bytes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram matrix of the gradients projected by a seeded random (params x k) matrix.
+
+    The matrix is never formed: parameter blocks of at most ``max_block_bytes / (4k)``
+    rows are visited in a fixed order and each block's rows are drawn from a
+    generator seeded by (seed, block index), so the same seed gives the same
+    projection whatever the chunking over examples. Entries are +-1/sqrt(k)
+    (Rademacher) or N(0, 1/k), so E[Z Z^T] = G G^T.
+    """
+    rows_per_block = max(1, max_block_bytes // (4 * k))
+    scale = 1.0 / math.sqrt(k)
+    projected, losses = [], []
+    for g, loss in chunks:
+        losses.append(loss.detach().double().cpu())
+        first = g[names[0]]
+        gen = torch.Generator(device=first.device)
+        z = torch.zeros(first.shape[0], k, dtype=torch.float32, device=first.device)
+        block = 0
+        for nm in names:
+            flat = g[nm].flatten(1)
+            for lo in range(0, flat.shape[1], rows_per_block):
+                part = flat[:, lo : lo + rows_per_block].float()
+                gen.manual_seed(_block_seed(seed, block))
+                shape = (part.shape[1], k)
+                if kind == "gaussian":
+                    r = torch.randn(shape, generator=gen, device=part.device)
+                else:
+                    r = torch.randint(0, 2, shape, generator=gen, device=part.device)
+                    r = r.to(torch.float32).mul_(2.0).sub_(1.0)
+                z += part @ r
+                block += 1
+                del r
+        projected.append((z * scale).double().cpu())
+    zall = torch.cat(projected, dim=0)
+    return zall @ zall.T, torch.cat(losses)
+
+
+# --------------------------------------------------------------------------- cost
+
+
+class _PeakMemory:
+    """Peak CUDA allocation, or peak growth of the process RSS sampled every few ms."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak: int | None = None
+        self.kind = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._base = 0
+        self._max = 0
+
+    def __enter__(self) -> _PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.kind = "cuda_allocated"
+        else:
+            base = _rss()
+            if base is not None:
+                self._base = self._max = base
+                self.kind = "rss"
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            now = _rss()
+            if now is not None and now > self._max:
+                self._max = now
+
+    def __exit__(self, *exc: object) -> None:
+        if self.kind == "cuda_allocated":
+            torch.cuda.synchronize(self.device)
+            self.peak = int(torch.cuda.max_memory_allocated(self.device) - self._base)
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            now = _rss()
+            self.peak = int(max(self._max, now or 0) - self._base)
+
+
+def _rss() -> int | None:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+try:
+    import os
+
+    _PAGE = os.sysconf("SC_PAGE_SIZE")
+except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+    _PAGE = 4096
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
+def kernel_to_numpy(theta: torch.Tensor) -> np.ndarray:
+    """A kernel as a float64 numpy array (for NTKSpectrum.from_kernel)."""
+    return theta.detach().double().cpu().numpy()
