@@ -604,3 +604,40 @@ def selector_predictor(method: str, target: int, *, seed: int = 0, level: float 
         )
 
     return predict
+
+
+def to_selection(result: PolicyResult, target: int, seconds: float = 0.0, method: str = "adaptive"):
+    """The policy's result as a ``core.select.Selection``, so the bench scores it like the rest.
+
+    Scores are predicted target losses. The policy never picks an eliminated model,
+    so if an eliminated model's frozen prediction lies below a survivor's, every
+    eliminated score is shifted up by one constant (order among them kept) so the
+    scores rank exactly as the policy does. ``budget`` is the largest size consumed.
+    """
+    from core.select import Prediction, Selection
+
+    by_model = {o.model: o for o in result.outcomes}
+    survivors = [o for o in result.outcomes if o.status != "eliminated" and o.predicted is not None]
+    eliminated = [
+        o for o in result.outcomes if o.status == "eliminated" and o.predicted is not None
+    ]
+    shift = 0.0
+    if survivors and eliminated:
+        gap = max(o.predicted for o in survivors) - min(o.predicted for o in eliminated)  # type: ignore[type-var]
+        shift = max(0.0, gap) * 1.000001 + (1e-9 if gap >= 0 else 0.0)
+    worst = max((o.predicted for o in survivors + eliminated), default=1.0) + shift  # type: ignore[type-var]
+    preds = []
+    for m in (o.model for o in result.outcomes):
+        o = by_model[m]
+        if o.predicted is None:
+            preds.append(
+                Prediction(m, worst + 1.0 + result.ranking.index(m), ok=False, reason=o.reason)
+            )
+            continue
+        score = o.predicted + (shift if o.status == "eliminated" else 0.0)
+        preds.append(
+            Prediction(
+                m, score, o.predicted, o.low, o.high, ok=True, reason=f"{o.status}: {o.reason}"
+            )
+        )
+    return Selection(method, result.largest_size, target, tuple(preds), result.ranking, seconds)

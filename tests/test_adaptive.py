@@ -261,3 +261,20 @@ def test_policy_rejects_bad_setup() -> None:
         AdaptivePolicy(["a"], LADDER, TARGET, {}, law_predictor(TARGET))
     with pytest.raises(AdaptiveError, match="below the target"):
         AdaptivePolicy(["a"], (TARGET,), TARGET, {"a": 1.0}, law_predictor(TARGET))
+
+
+def test_bench_records_carry_cost_fraction() -> None:
+    from core.bench import RECORD_KEYS, Table, run_bench
+
+    curves = synthetic_table(6, n=4)
+    recs = run_bench(
+        [Table("synth", tuple(curves))], ["ats", "zeroshot", "adaptive"], [800], TARGET
+    )
+    assert all(tuple(r) == RECORD_KEYS for r in recs) and "cost_fraction" in RECORD_KEYS
+    ats, zeroshot, adaptive = recs
+    params = sum(c.params for c in curves)  # type: ignore[misc]
+    by_hand = sum(c.params * (200 + 400 + 800) for c in curves) / (params * TARGET)  # type: ignore[operator]
+    assert ats["cost_fraction"] == pytest.approx(by_hand)
+    assert zeroshot["cost_fraction"] == 0.0
+    assert adaptive["method"] == "adaptive" and 0 < adaptive["cost_fraction"] <= 1
+    assert adaptive["budget"] < TARGET and adaptive["ratio"] == adaptive["budget"] / TARGET
