@@ -186,6 +186,8 @@ def run_adaptive(
 ) -> tuple[Selection, float]:
     """Replay the adaptive policy (flagship predictor) on a table: its selection and cost_fraction.
 
+    The flagship is called per model (see ``core.adaptive.selector_predictor``).
+
     Only the models with a loss at the target take part (the others cannot be scored);
     the policy reads the table through a guard that refuses the target column.
     """
