@@ -209,3 +209,23 @@ def test_toml_save_and_load_from_setup(tmp_path: Path) -> None:
             assert "not saved" in msg and "target" in msg and not path.exists()
 
     asyncio.run(go())
+
+
+def test_cli_run_opens_the_dashboard_app(monkeypatch, tmp_path: Path) -> None:
+    """`lensllm-tui run` (no --no-ui) builds the app with make_app and runs it."""
+    from typer.testing import CliRunner
+
+    from lensllm_tui.app import LensApp
+    from lensllm_tui.cli import app as cli
+
+    ran: list[LensApp] = []
+    monkeypatch.setattr(LensApp, "run", lambda self, *a, **k: ran.append(self))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["run", "--sizes", "50,100", "--target", "400", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1 and not ran[0].autostart
+    assert ran[0].config.sizes == [50, 100] and ran[0].config.out_dir == str(out)
+    result = CliRunner().invoke(cli, ["run", "--autostart", "--target", "9000"])
+    assert result.exit_code == 0 and ran[-1].autostart and ran[-1].config.target == 9000
