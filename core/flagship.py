@@ -149,7 +149,12 @@ def _pad(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...
 
 
 def _filter(
-    uu: np.ndarray, yy: np.ndarray, mask: np.ndarray, noise: np.ndarray, drift: np.ndarray
+    uu: np.ndarray,
+    yy: np.ndarray,
+    mask: np.ndarray,
+    noise: np.ndarray,
+    drift: np.ndarray,
+    huber: float,
 ) -> tuple[np.ndarray, ...]:
     """Huberised local-linear-trend Kalman filter, vectorised over (grid cell, model).
 
@@ -185,10 +190,10 @@ def _filter(
         r = np.where(v, yy[:, j] - x0, 0.0)
         sd = np.sqrt(s)
         z = r / sd
-        zc = np.clip(z, -HUBER, HUBER)
+        zc = np.clip(z, -huber, huber)
         rc = zc * sd
         if j >= 2:
-            rho = np.where(np.abs(z) <= HUBER, 0.5 * z * z, HUBER * np.abs(z) - 0.5 * HUBER**2)
+            rho = np.where(np.abs(z) <= huber, 0.5 * z * z, huber * np.abs(z) - 0.5 * huber**2)
             ll += np.where(v, -0.5 * np.log(2 * np.pi * s) - rho, 0.0)
             zz += np.where(v, zc * zc, 0.0)
             count += v
@@ -208,6 +213,7 @@ def _filter(
 def _fit_trend(
     rows: Sequence[tuple[np.ndarray, np.ndarray]],
     hyper: tuple[float, float] | None = None,
+    huber: float = HUBER,
 ) -> _Trend:
     """Filter every curve; noise and drift by pooled maximum a posteriori on a log grid."""
     uu, yy, mask = _pad(rows)
@@ -216,7 +222,7 @@ def _fit_trend(
         noise, drift = gs.ravel(), gq.ravel()
     else:
         noise, drift = np.array([hyper[0]]), np.array([hyper[1]])
-    ll, x, cov, zz, count = _filter(uu, yy, mask, noise, drift)
+    ll, x, cov, zz, count = _filter(uu, yy, mask, noise, drift, huber)
     score = ll.sum(1)
     if hyper is None:
         score = score - 0.5 * (
@@ -300,7 +306,7 @@ def _pooled(means: np.ndarray, sds: np.ndarray) -> tuple[float, float]:
 
 
 def _backtest_gain(
-    rows: Sequence[tuple[np.ndarray, np.ndarray]], hyper: tuple[float, float]
+    rows: Sequence[tuple[np.ndarray, np.ndarray]], hyper: tuple[float, float], huber: float
 ) -> float:
     """How much of the pooled law acceleration the curves' own past supports, in [0, 1].
 
@@ -320,7 +326,7 @@ def _backtest_gain(
                 break
     if not subs:
         return 0.0
-    trend = _fit_trend(subs, hyper)
+    trend = _fit_trend(subs, hyper, huber)
     mean, _ = trend.forecast(np.asarray(targets))
     for (u, y), ut in zip(subs, targets, strict=True):
         law = _law_posterior(u, y, ut, trend.noise)
@@ -351,12 +357,21 @@ def _fallback(curve: Curve, why: str) -> Prediction:
 
 
 def predict_lensllm(
-    curves: Sequence[Curve], budget: int, target: int, *, seed: int = 0
+    curves: Sequence[Curve],
+    budget: int,
+    target: int,
+    *,
+    seed: int = 0,
+    huber: float = HUBER,
+    accelerate: bool = True,
 ) -> list[Prediction]:
     """One Prediction per curve, in input order; never raises on data.
 
     ``curves`` are already cut to ``budget``. Curves with fewer than two usable
     points get a fallback prediction (their last loss, or ranked last) with a reason.
+    Pass every candidate in one call: noise, slope drift and the acceleration are
+    pooled over the curves given (one curve alone still works, less sharply).
+    ``huber`` and ``accelerate`` exist for ablations (benchmarks/flagship_eval.py).
     """
     del budget  # the curves are already cut; each is forecast from its own last point
     u_target = math.log(target) if target > 0 else math.nan
@@ -375,7 +390,7 @@ def predict_lensllm(
         out[i] = _fallback(c, why)
     if usable:
         rows = [pts[i] for i in usable]
-        trend = _fit_trend(rows)
+        trend = _fit_trend(rows, huber=huber)
         hyper = (trend.noise, trend.drift)
         laws: list[_Law | None] = []
         for i in usable:
@@ -389,11 +404,11 @@ def predict_lensllm(
             laws.append(law)
         have = [law for law in laws if law is not None]
         mu, tau2, gain = 0.0, 0.0, 0.0
-        if have:
+        if have and accelerate:
             mu, tau2 = _pooled(
                 np.array([law.accel for law in have]), np.array([law.accel_sd for law in have])
             )
-            gain = _backtest_gain(rows, hyper)
+            gain = _backtest_gain(rows, hyper, huber)
         mean, var = trend.forecast(np.full(len(rows), u_target))
         for j, i in enumerate(usable):
             law = laws[j]
