@@ -153,6 +153,18 @@ def run(
     make_app(cfg).run()
 
 
+@app.command()
+def models(
+    hub_only: Annotated[
+        bool, typer.Option("--hub-only", help="Only the models in the local Hugging Face cache.")
+    ] = False,
+) -> None:
+    """List candidate models: the built-in tiny zoo and the local Hugging Face cache."""
+    from lensllm_tui.models_cmd import list_models
+
+    raise typer.Exit(list_models(Console(), hub_only=hub_only))
+
+
 from lensllm_tui import curves_cli  # noqa: E402  (curve-table commands: bench, fit)
 
 app.command()(curves_cli.bench)

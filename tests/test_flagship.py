@@ -165,3 +165,17 @@ def test_beats_ats_on_the_published_curves() -> None:
     assert np.mean([r["rel_acc"] for r in ours]) >= np.mean([r["rel_acc"] for r in ats])
     rmse = np.median([r["rmse_log"] for r in ours])
     assert rmse <= 0.75 * np.median([r["rmse_log"] for r in ats])
+
+
+def test_a_curve_with_an_ntk_spectrum_uses_F_of_theta() -> None:
+    from core.spectrum import NTKSpectrum
+
+    curves, truth = law_table(5, m=4)
+    spec = NTKSpectrum((4.0, 1.0, 0.25), (0.5, 0.3, 0.2))
+    curves[0] = Curve(curves[0].model, curves[0].sizes, curves[0].losses, 1e8, "", spec)
+    preds = predict_lensllm(curves, SIZES[-1], TARGET)
+    p = preds[0]
+    assert p.ok and p.fit is not None and p.fit.ok
+    assert {"s", "tau"} <= set(p.fit.params)  # the spectral law, not the free-F one
+    assert p.low is not None and p.high is not None and p.low < truth[0] * 1.5
+    assert all(q.fit is not None and "F" in q.fit.params for q in preds[1:])
