@@ -324,7 +324,8 @@ def _backtest_gain(
     ``MIN_LAW_POINTS`` points), forecast to its last point by the trend, and the mean
     miss is regressed on the pooled acceleration the law predicted over the same span.
     """
-    needs, accs, sds = [], [], []
+    accs: list[float] = []
+    sds: list[float] = []
     subs, targets, lasts = [], [], []
     for u, y in rows:
         for k in LOOKBACK:
@@ -334,7 +335,7 @@ def _backtest_gain(
                 targets.append(float(u[-1]))
                 lasts.append(float(y[-1]))
                 break
-    if not subs:
+    if len(subs) < MIN_POOL:  # one or two backtests say little about the candidates
         return 0.0
     trend = _fit_trend(subs, hyper, huber)
     mean, _ = trend.forecast(np.asarray(targets))
