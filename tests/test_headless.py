@@ -174,3 +174,26 @@ def test_models_command_lists_the_zoo() -> None:
     assert res.exit_code == 0, res.output
     assert "tiny:gpt2-s" in res.output and "tiny:llama-l" in res.output
     assert "gpt2" in res.output and "llama" in res.output
+
+
+def test_bad_dataset_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    res = cli.invoke(
+        app,
+        [
+            "run",
+            "--no-ui",
+            "--models",
+            MODEL,
+            "--dataset",
+            str(tmp_path / "missing.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and "Traceback" not in res.output
+
+
+def test_adaptive_policy_is_refused_at_the_cli(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--no-ui", "--policy", "adaptive", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "not available yet" in res.output
