@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, leastsq
+from scipy.special import expit, logit
 
 from core.spectrum import NTKSpectrum
 
@@ -41,6 +42,13 @@ MIN_POINTS = {"lensllm": 4, "rectified": 4, "vanilla": 3}
 """Fewest distinct points (the zero-shot one included where a law uses it) a
 law is fitted to: one more than it has free shape parameters, so a fit is
 never an exact interpolation that says nothing about the error."""
+
+N_RECT_PERTURB = 2
+"""Seeded perturbations of Lin et al.'s initial guess tried by the rectified fit
+(three starts in all, as their code repeats its fit three times; their repeats
+are identical, these are not). On the two benchmark tables, three starts reach
+a final objective at or below that of their BFGS run in 173 of 180 fits,
+against 162 of 180 with two starts."""
 
 ZERO_SHOT_X = 1e-10
 """Lin et al. place the zero-shot point at D = 1e-10 (log D = -23) rather than
@@ -77,15 +85,15 @@ class FitResult:
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
             logd = np.log(d)
             if self.law == "vanilla":
-                power = np.exp(math.log(p["B"]) - p["beta"] * logd)
+                power = np.exp(np.log(p["B"]) - p["beta"] * logd)
                 return power + p["E"]
             if self.law == "lensllm" and self.spectrum is not None:
                 f = p["s"] * _spectral_F(self.spectrum, p["tau"] * d)
                 logf = np.log(f)
             else:
-                logf = np.full(d.shape, math.log(p["F"]) if p["F"] > 0 else -np.inf)
+                logf = np.full(d.shape, np.log(p["F"]) if p["F"] > 0 else -np.inf)
             denom = np.logaddexp(logf, p["beta"] * logd)
-            return np.exp(math.log(p["B"]) - denom) + p["E"]
+            return np.exp(np.log(p["B"]) - denom) + p["E"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,39 +189,62 @@ def fit_law(
             if law == "lensllm" and spectrum is not None:
                 return _fit_spectral(d, y, z, spectrum, seed)
             return _fit_direct(law, d, y, z if uses_zero else None, seed)
-        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as exc:
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             return _fail(law, f"optimizer failed: {exc}".splitlines()[0], n)
 
 
 # --- lensllm (free F) and vanilla: direct bounded fit in log space ----------------
 
 
-def _direct_model(
-    theta: np.ndarray, x: np.ndarray, has_f: bool, zero_mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """log L and its Jacobian for theta = (log B, [log F,] beta, E); x = log D.
+class _DirectModel:
+    """log L and its Jacobian for theta = (log B, [log F,] beta, E), x = log D.
 
-    Points flagged in ``zero_mask`` are the D -> 0 limit B/F + E.
+    Points flagged in ``zero_mask`` are the D -> 0 limit B/F + E. ``least_squares``
+    asks for the residual and then the Jacobian at the same theta, so both
+    come from one evaluation, cached by theta.
     """
-    if has_f:
-        b, f, beta, e = theta
-    else:
-        b, beta, e = theta
-        f = -np.inf
-    bx = np.where(zero_mask, -np.inf, beta * x)
-    denom = np.logaddexp(f, bx)
-    power = np.exp(b - denom)
-    loss = power + e
-    w = power / loss
-    # share of F in the denominator (1 at D -> 0), share of D^beta the rest
-    share_f = np.exp(f - denom) if has_f else np.zeros_like(x)
-    share_d = 1.0 - share_f
-    jac = [w]
-    if has_f:
-        jac.append(-w * share_f)
-    jac.append(-w * np.where(zero_mask, 0.0, share_d * x))
-    jac.append(1.0 / loss)
-    return np.log(loss), np.column_stack(jac)
+
+    def __init__(self, x: np.ndarray, ly: np.ndarray, zero_mask: np.ndarray, has_f: bool):
+        self.has_f = has_f
+        self.ly = ly
+        self.x0 = np.where(zero_mask, 0.0, x)  # finite stand-in; masked below
+        self.mask_add = np.where(zero_mask, -np.inf, 0.0)
+        self.jac_buf = np.empty((x.size, 4 if has_f else 3))
+        self.key: bytes = b""
+
+    def _eval(self, theta: np.ndarray) -> None:
+        key = theta.tobytes()
+        if key == self.key:
+            return
+        if self.has_f:
+            b, f, beta, e = theta
+        else:
+            b, beta, e = theta
+        bx = beta * self.x0 + self.mask_add
+        denom = np.logaddexp(f, bx) if self.has_f else bx
+        power = np.exp(b - denom)
+        loss = power + e
+        w = power / loss
+        jb = self.jac_buf
+        jb[:, 0] = w
+        if self.has_f:
+            share_f = np.exp(f - denom)  # share of F in the denominator (1 at D -> 0)
+            jb[:, 1] = -w * share_f
+            jb[:, 2] = -w * (1.0 - share_f) * self.x0
+            jb[:, 3] = 1.0 / loss
+        else:
+            jb[:, 1] = -w * self.x0
+            jb[:, 2] = 1.0 / loss
+        self.res = np.log(loss) - self.ly
+        self.key = key
+
+    def fun(self, theta: np.ndarray) -> np.ndarray:
+        self._eval(theta)
+        return self.res
+
+    def jac(self, theta: np.ndarray) -> np.ndarray:
+        self._eval(theta)
+        return self.jac_buf.copy()
 
 
 def _fit_direct(law: str, d: np.ndarray, y: np.ndarray, z: float | None, seed: int) -> FitResult:
@@ -226,28 +257,41 @@ def _fit_direct(law: str, d: np.ndarray, y: np.ndarray, z: float | None, seed: i
         zero_mask[-1] = True
     ly = np.log(yy)
     e_hi = 0.999 * float(yy.min())
-    lo = [_LOGB_BOUNDS[0]] + ([_LOGF_BOUNDS[0]] if has_f else []) + [_BETA_BOUNDS[0], 0.0]
-    hi = [_LOGB_BOUNDS[1]] + ([_LOGF_BOUNDS[1]] if has_f else []) + [_BETA_BOUNDS[1], e_hi]
+    model = _DirectModel(xx, ly, zero_mask, has_f)
+    blo, bhi = _BETA_BOUNDS
 
-    def fun(theta: np.ndarray) -> np.ndarray:
-        return _direct_model(theta, xx, has_f, zero_mask)[0] - ly
+    # beta and E are bounded through a logistic map so the fast unbounded
+    # Levenberg-Marquardt (MINPACK) can be used: about twice the speed of the
+    # bounded trust-region solver, with the same optima on the benchmark curves.
+    def to_theta(u: np.ndarray) -> np.ndarray:
+        th = u.copy()
+        th[-2] = blo + (bhi - blo) * expit(u[-2])
+        th[-1] = e_hi * expit(u[-1])
+        return th
 
-    def jac(theta: np.ndarray) -> np.ndarray:
-        return _direct_model(theta, xx, has_f, zero_mask)[1]
+    def fun(u: np.ndarray) -> np.ndarray:
+        return model.fun(to_theta(u))
 
-    starts = _grid_starts(xx, yy, zero_mask, has_f, e_hi, seed)
+    def jac(u: np.ndarray) -> np.ndarray:
+        j = model.jac(to_theta(u))
+        sb, se = expit(u[-2]), expit(u[-1])
+        j[:, -2] *= (bhi - blo) * sb * (1.0 - sb)
+        j[:, -1] *= e_hi * se * (1.0 - se)
+        return j
+
     best: Any = None
-    for theta0 in starts:
-        theta0 = np.clip(theta0, np.array(lo) + 1e-9, np.array(hi) - 1e-9)
-        res = least_squares(
-            fun, theta0, jac=jac, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=200
-        )
-        if np.all(np.isfinite(res.fun)) and (best is None or res.cost < best.cost):
+    for theta0 in _grid_starts(xx, yy, zero_mask, has_f, e_hi, seed):
+        u0 = theta0.copy()
+        u0[-2] = logit(np.clip((theta0[-2] - blo) / (bhi - blo), 1e-6, 1 - 1e-6))
+        u0[-1] = logit(np.clip(theta0[-1] / e_hi, 1e-6, 1 - 1e-6))
+        res = _lm(fun, jac, u0, 300)
+        if res is not None and (best is None or res[1] < best[1]):
             best = res
     n = yy.size
     if best is None:
         return _fail(law, "optimizer found no finite optimum", n)
-    theta = best.x
+    theta = to_theta(best[0])
+    fvec = best[2]
     if has_f:
         params = {
             "B": float(np.exp(theta[0])),
@@ -257,8 +301,30 @@ def _fit_direct(law: str, d: np.ndarray, y: np.ndarray, z: float | None, seed: i
         }
     else:
         params = {"B": float(np.exp(theta[0])), "beta": float(theta[1]), "E": float(theta[2])}
-    rms = float(np.sqrt(np.mean(best.fun**2)))
+    rms = float(np.sqrt(np.mean(fvec**2)))
     return FitResult(law, params, True, rms, "", n)
+
+
+def _lm(
+    fun: Callable[[np.ndarray], np.ndarray],
+    jac: Callable[[np.ndarray], np.ndarray],
+    x0: np.ndarray,
+    maxfev: int,
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """MINPACK Levenberg-Marquardt (scipy.optimize.leastsq): (x, cost, residuals) or None.
+
+    Called directly rather than through ``least_squares(method="lm")``, which
+    runs the same MINPACK code behind a wrapper that costs about as much again
+    as these tiny problems themselves.
+    """
+    try:
+        x, _cov, info, _msg, ier = leastsq(fun, x0, Dfun=jac, full_output=True, maxfev=maxfev)
+    except (ValueError, TypeError, np.linalg.LinAlgError):
+        return None
+    fvec = np.asarray(info["fvec"])
+    if ier not in (1, 2, 3, 4, 5) or not (np.all(np.isfinite(fvec)) and np.all(np.isfinite(x))):
+        return None
+    return x, float(0.5 * fvec @ fvec), fvec
 
 
 def _grid_starts(
@@ -268,7 +334,7 @@ def _grid_starts(
     has_f: bool,
     e_hi: float,
     seed: int,
-    keep: int = 3,
+    keep: int = 2,
 ) -> list[np.ndarray]:
     """Starting points from a vectorised grid search with (B, E) solved linearly.
 
@@ -384,13 +450,15 @@ def _fit_spectral(
 
 
 def _fit_rectified(d: np.ndarray, y: np.ndarray, z: float | None, seed: int) -> FitResult:
-    """Lin et al.'s surrogate-then-refit procedure, as bounded least squares.
+    """Lin et al.'s surrogate-then-refit procedure, as least squares with Jacobians.
 
     Stage 1 minimises mean (log((A + E Z_i) / (1 + Z_i)) - log y_i)^2 +
     mean (log Z_i - beta log D_i - B')^2 over (A, B', beta, E, log Z); stage 2
     minimises the law's own mean squared log error over (A, E) with B' and
     beta from stage 1. The candidate with the lowest stage-2 loss and A > E
-    wins (their acceptance rule).
+    wins (their acceptance rule). A and E are optimised as logs (positive, as
+    their abs(E) makes E), beta through a logistic map onto (0, 5), so the
+    unbounded Levenberg-Marquardt solver applies.
     """
     dd = d if z is None else np.append(d, ZERO_SHOT_X)
     yy = y if z is None else np.append(y, z)
@@ -399,71 +467,69 @@ def _fit_rectified(d: np.ndarray, y: np.ndarray, z: float | None, seed: int) -> 
     sq = 1.0 / math.sqrt(n)
     u, low = float(ly.max()), float(ly.min())
     rng = np.random.default_rng(seed)
-    inits = [(math.exp(u), 0.0, 1.0, math.exp((u + low) / 2))]  # their initial guess
-    for _ in range(2):
+    # their initial guess (A = max loss, B' = 0, beta = 1, E = geometric mid-loss),
+    # then a seeded perturbation of it
+    inits = [(u, 0.0, 1.0, (u + low) / 2)]
+    for _ in range(N_RECT_PERTURB):
         inits.append(
-            (
-                math.exp(u) * rng.uniform(1.0, 1.3),
-                rng.uniform(-8.0, 0.0),
-                rng.uniform(0.2, 1.0),
-                math.exp(low) * rng.uniform(0.3, 0.95),
-            )
+            (u + rng.uniform(0.0, 0.2), rng.uniform(-6.0, 0.0), rng.uniform(0.2, 0.8), low)
         )
+    beta_hi = 5.0
+    eye = np.eye(n)
 
     def stage1(theta: np.ndarray) -> np.ndarray:
-        a, bp, beta, e = theta[:4]
+        a, e = np.exp(theta[0]), np.exp(theta[3])
+        beta = beta_hi * expit(theta[2])
         lz = theta[4:]
         zz = np.exp(lz)
         ry = np.log(a + e * zz) - np.log1p(zz) - ly
-        rx = lz - beta * lx - bp
+        rx = lz - beta * lx - theta[1]
         return np.concatenate([ry, rx]) * sq
 
     def stage1_jac(theta: np.ndarray) -> np.ndarray:
-        a, _bp, _beta, e = theta[:4]
+        a, e = np.exp(theta[0]), np.exp(theta[3])
+        sb = expit(theta[2])
         zz = np.exp(theta[4:])
         num = a + e * zz
         jac = np.zeros((2 * n, 4 + n))
-        jac[:n, 0] = 1.0 / num
-        jac[:n, 3] = zz / num
+        jac[:n, 0] = a / num
+        jac[:n, 3] = e * zz / num
         jac[:n, 4:] = np.diag(e * zz / num - zz / (1.0 + zz))
         jac[n:, 1] = -1.0
-        jac[n:, 2] = -lx
-        jac[n:, 4:] = np.eye(n)
+        jac[n:, 2] = -lx * beta_hi * sb * (1.0 - sb)
+        jac[n:, 4:] = eye
         return jac * sq
 
-    lo1 = np.concatenate([[1e-9, -60.0, 0.0, 0.0], np.full(n, -80.0)])
-    hi1 = np.concatenate([[np.inf, 60.0, 5.0, np.inf], np.full(n, 80.0)])
     best: tuple[float, np.ndarray] | None = None
-    for a0, b0, beta0, e0 in inits:
-        theta0 = np.concatenate([[a0, b0, beta0, e0], np.zeros(n)])
-        r1 = least_squares(
-            stage1, theta0, jac=stage1_jac, bounds=(lo1, hi1), method="trf", max_nfev=300
-        )
-        a, bp, beta, e = r1.x[:4]
-        s = 1.0 / (1.0 + np.exp(np.clip(beta * lx + bp, -700, 700)))
+    for la0, b0, beta0, le0 in inits:
+        theta0 = np.concatenate([[la0, b0, logit(beta0 / beta_hi), le0], np.zeros(n)])
+        r1 = _lm(stage1, stage1_jac, theta0, 400)
+        if r1 is None:
+            continue
+        la, bp, ub, le = r1[0][:4]
+        beta = beta_hi * expit(ub)
+        s = expit(-(beta * lx + bp))  # 1 / (1 + exp(beta log D + B'))
 
-        def stage2(ae: np.ndarray, s: np.ndarray = s) -> np.ndarray:
-            return (np.log(ae[0] * s + ae[1] * (1.0 - s)) - ly) * sq
+        def stage2(v: np.ndarray, s: np.ndarray = s) -> np.ndarray:
+            return (np.log(np.exp(v[0]) * s + np.exp(v[1]) * (1.0 - s)) - ly) * sq
 
-        def stage2_jac(ae: np.ndarray, s: np.ndarray = s) -> np.ndarray:
-            lval = ae[0] * s + ae[1] * (1.0 - s)
-            return np.column_stack([s / lval, (1.0 - s) / lval]) * sq
+        def stage2_jac(v: np.ndarray, s: np.ndarray = s) -> np.ndarray:
+            a, e = np.exp(v[0]), np.exp(v[1])
+            lval = a * s + e * (1.0 - s)
+            return np.column_stack([a * s / lval, e * (1.0 - s) / lval]) * sq
 
-        r2 = least_squares(
-            stage2,
-            np.array([max(a, 1e-6), max(e, 1e-9)]),
-            jac=stage2_jac,
-            bounds=([1e-9, 0.0], [np.inf, np.inf]),
-            method="trf",
-            max_nfev=200,
-        )
-        a2, e2 = r2.x
-        loss = float(np.mean((r2.fun / sq) ** 2))
+        r2 = _lm(stage2, stage2_jac, np.array([la, le]), 200)
+        if r2 is None:
+            continue
+        a2, e2 = np.exp(r2[0])
+        loss = float(np.mean((r2[2] / sq) ** 2))
         if math.isfinite(loss) and a2 > e2 and (best is None or loss < best[0]):
             best = (loss, np.array([a2, bp, beta, e2]))
     if best is None:
         return _fail("rectified", "no optimum with zero-shot limit A above floor E", n)
     a, bp, beta, e = best[1]
-    f = math.exp(-bp)
+    f = float(np.exp(-bp))
     params = {"B": float((a - e) * f), "F": f, "beta": float(beta), "E": float(e), "A": float(a)}
+    if not all(math.isfinite(v) for v in params.values()) or params["B"] <= 0:
+        return _fail("rectified", "optimizer diverged (parameters out of floating-point range)", n)
     return FitResult("rectified", params, True, math.sqrt(best[0]), "", n)

@@ -1,9 +1,99 @@
-"""Textual dashboard factory. Placeholder until the dashboard lands (issue 7)."""
+"""The Textual app and its one factory, shared by the CLI, the tests and the screenshots.
+
+``make_app(config)`` opens the setup screen (or, with ``autostart``, the
+dashboard at once). What drives the dashboard is injectable: by default the
+real engine, ``core.runner.run_events``; tests and snapshots replay a
+deterministic stream through the same signature.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable, Sequence
+
+from textual.app import App
+
+from core import events as ev
 from core.config import RunConfig
+from lensllm_tui.screens.dashboard import DashboardScreen, EventSource
+from lensllm_tui.screens.setup import SetupScreen
 
 
-def make_app(config: RunConfig):
-    raise SystemExit("the dashboard is not built yet (issue 7); use `lensllm-tui run --no-ui`")
+def engine_events(config: RunConfig, cancel: threading.Event) -> Iterable[ev.Event]:
+    """The real engine (imported on use: torch and transformers load with it)."""
+    from core.runner import run_events
+
+    return run_events(config, cancel)
+
+
+def cached_hub_models() -> list[str]:
+    """Models in the local Hugging Face cache, via core.models; none if it cannot tell."""
+    try:
+        from core import models
+
+        found = models.cached_hub_models()
+    except Exception:  # no cache, no core.models yet, unreadable cache: offer none
+        return []
+    return [getattr(m, "name", m) for m in found]
+
+
+class LensApp(App[None]):
+    """lensllm-tui: set a run up, then watch it."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "lensllm-tui"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(
+        self,
+        config: RunConfig,
+        *,
+        event_source: EventSource = engine_events,
+        hub_models: Callable[[], Sequence[str]] = cached_hub_models,
+        autostart: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.event_source = event_source
+        self.hub_models = hub_models
+        self.autostart = autostart
+
+    def on_mount(self) -> None:
+        if self.autostart:
+            self.start_run(self.config)
+        else:
+            self.open_setup()
+
+    def open_setup(self) -> None:
+        """Show the setup screen for the current config (replacing a finished dashboard)."""
+        screen = SetupScreen(self.config, self.hub_models())
+        if isinstance(self.screen, DashboardScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+
+    def start_run(self, config: RunConfig) -> DashboardScreen:
+        """Open a dashboard that runs ``config`` at once."""
+        self.config = config
+        screen = DashboardScreen(config, self.event_source)
+        if isinstance(self.screen, SetupScreen):
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
+        return screen
+
+
+def make_app(
+    config: RunConfig | None = None,
+    *,
+    event_source: EventSource | None = None,
+    hub_models: Callable[[], Sequence[str]] | None = None,
+    autostart: bool = False,
+) -> LensApp:
+    """Build the app: the CLI passes only ``config``; tests also inject the event source."""
+    return LensApp(
+        config or RunConfig(),
+        event_source=event_source or engine_events,
+        hub_models=hub_models or cached_hub_models,
+        autostart=autostart,
+    )

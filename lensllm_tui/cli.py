@@ -153,6 +153,12 @@ def run(
     make_app(cfg).run()
 
 
+from lensllm_tui import curves_cli  # noqa: E402  (curve-table commands: bench, fit)
+
+app.command()(curves_cli.bench)
+app.command()(curves_cli.fit)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

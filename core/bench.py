@@ -1,0 +1,140 @@
+"""Replay evaluation: run selectors on measured curve tables and score them.
+
+For each table, method and budget, ``select()`` sees only the points up to the
+budget; the table's own column at the target is the truth the choice is
+scored against (Lin et al.'s protocol, ../shared/benchmarks/README.md).
+Records carry exactly ``RECORD_KEYS``; pearson and rel_acc are fractions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.curves import Curve, read_wide_csv
+from core.select import METHODS, Selection, pearson, rel_acc, rmse_log, select
+
+DEFAULT_TARGET = 1_638_400
+DEFAULT_BUDGETS: tuple[int, ...] = (204800, 102400, 51200, 25600, 12800, 6400, 3200)
+DEFAULT_METHODS: tuple[str, ...] = METHODS
+RECORD_KEYS: tuple[str, ...] = (
+    "dataset",
+    "method",
+    "budget",
+    "target",
+    "ratio",
+    "pearson",
+    "rel_acc",
+    "rmse_log",
+    "seconds",
+)
+
+
+class BenchError(ValueError):
+    """The benchmark cannot run as asked; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One curve table to replay: its name (file stem) and its curves."""
+
+    dataset: str
+    curves: tuple[Curve, ...]
+
+    @classmethod
+    def read(cls, path: str | Path) -> Table:
+        return cls(Path(path).stem, tuple(read_wide_csv(path)))
+
+
+def _none_if_nan(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+def score(selection: Selection, curves: Sequence[Curve]) -> dict[str, float | None]:
+    """PearCorr, RelAcc and rmse_log of a selection against the curves' target losses.
+
+    Models without a measured target loss are left out of every metric. A
+    selection in which no model was scored by the method itself (every
+    prediction a fallback) gets None metrics: its ranking measures the
+    fallback, not the method.
+    """
+    truth = {c.model: c.loss_at(selection.target) for c in curves if selection.target in c.sizes}
+    preds = [p for p in selection.predictions if p.model in truth]
+    if not preds or not any(p.ok for p in selection.predictions):
+        return {"pearson": None, "rel_acc": None, "rmse_log": None}
+    t = [truth[p.model] for p in preds]
+    scores = [p.score for p in preds]
+    return {
+        "pearson": _none_if_nan(pearson(scores, t)),
+        "rel_acc": _none_if_nan(rel_acc(scores, t)),
+        "rmse_log": rmse_log([p.predicted for p in preds], t),
+    }
+
+
+def check_plan(
+    tables: Sequence[Table], methods: Sequence[str], budgets: Sequence[int], target: int
+) -> None:
+    """Reject a benchmark plan that cannot give meaningful numbers (BenchError)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise BenchError(f"unknown method {unknown[0]!r} (expected one of: {', '.join(METHODS)})")
+    if not methods:
+        raise BenchError("no methods to run")
+    if not budgets:
+        raise BenchError("no budgets to run")
+    for b in budgets:
+        if b <= 0:
+            raise BenchError(f"budget must be positive, got {b}")
+        if target <= b:
+            raise BenchError(f"target {target} must be above every budget (got budget {b})")
+    for t in tables:
+        have = sum(1 for c in t.curves if target in c.sizes)
+        if have < 2:
+            raise BenchError(
+                f"{t.dataset}: {have} model(s) have a loss at the target {target}; need at least 2"
+            )
+
+
+def run_bench(
+    tables: Sequence[Table],
+    methods: Sequence[str] = DEFAULT_METHODS,
+    budgets: Sequence[int] = DEFAULT_BUDGETS,
+    target: int = DEFAULT_TARGET,
+    *,
+    seed: int = 0,
+    on_record: Callable[[dict[str, Any], Selection], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Replay every (table, method, budget) cell; one record per cell, in that order.
+
+    ``on_record`` is called after each cell (progress display, logging).
+    """
+    check_plan(tables, methods, budgets, target)
+    records: list[dict[str, Any]] = []
+    for table in tables:
+        for method in methods:
+            for budget in budgets:
+                sel = select(method, table.curves, budget, target, seed=seed)
+                rec: dict[str, Any] = {
+                    "dataset": table.dataset,
+                    "method": method,
+                    "budget": budget,
+                    "target": target,
+                    "ratio": budget / target,
+                    **score(sel, table.curves),
+                    "seconds": sel.seconds,
+                }
+                rec = {k: rec[k] for k in RECORD_KEYS}
+                records.append(rec)
+                if on_record is not None:
+                    on_record(rec, sel)
+    return records
+
+
+def ratio_label(budget: int, target: int) -> str:
+    """'1/8' for a budget that divides the target, else the ratio to 3 digits."""
+    if budget > 0 and target % budget == 0:
+        return f"1/{target // budget}"
+    return f"{budget / target:.3g}"

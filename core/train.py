@@ -1,0 +1,543 @@
+"""Fine-tune one model on one subset and measure its held-out test loss.
+
+One readable torch loop in the nanoGPT / litgpt style: AdamW, linear warm-up
+then cosine decay, gradient clipping, bf16 autocast and TF32 on CUDA, optional
+gradient checkpointing and LoRA (peft), optional early stopping on validation
+loss. The loop never syncs the device per step: losses stay on the device and
+``.item()`` is called only when progress is reported (about every 0.25 s) and
+at the end.
+
+Every point starts from the pretrained weights: the model's state is snapshot
+before training and put back afterwards, so a caller can load a model once and
+run its whole ladder on it.
+
+FLOPs follow the usual dense-transformer estimate: training costs
+``(4 N + 2 N_trainable) T`` (forward 2N, backward through activations 2N,
+weight gradients 2 N_trainable per token), which is ``6 N T`` for full
+fine-tuning, and evaluation costs ``2 N T``. N counts every parameter
+(embeddings included, tied weights once); T counts the non-pad tokens the model
+actually processes (encoder plus decoder tokens for seq2seq models, for which
+the estimate is an upper bound). Padding is never counted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from core.config import DataConfig, TrainConfig
+from core.data import IGNORE_INDEX, Encoded, TaskData, collate
+from core.models import ModelSpec, load_model, resolve_device
+
+PROGRESS_SECONDS = 0.25
+"""Minimum wall time between progress callbacks (never one per step)."""
+
+
+class PointError(RuntimeError):
+    """A point could not be measured (NaN loss, out of memory); one line for the user."""
+
+
+class Cancelled(Exception):
+    """The run's cancel event was set; raised between optimizer steps."""
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One measured point of a model's fine-tuning curve."""
+
+    model: str
+    size: int
+    loss: float
+    """Token-weighted mean cross-entropy on the fixed test split (nats/token)."""
+    flops: float
+    """Training plus evaluation FLOPs (see the module docstring)."""
+    seconds: float
+    steps: int
+    train_tokens: int
+    """Non-pad tokens processed in training (all steps)."""
+    eval_tokens: int
+    """Non-pad tokens processed in evaluation (test, plus validation checks)."""
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """Flat, JSON-ready hyperparameters of this point (store key material)."""
+    train_loss: float | None = None
+    """Mean training loss over the last logging window (None at size 0)."""
+    val_loss: float | None = None
+    """Best validation loss when early stopping ran, else None."""
+    test_label_tokens: int = 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Parameters counted once each (tied embeddings are shared tensors)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def flops_estimate(params: int, trainable: int, train_tokens: int, eval_tokens: int) -> float:
+    """Training ``(4N + 2N_trainable) T_train`` plus evaluation ``2N T_eval``."""
+    return float((4 * params + 2 * trainable) * train_tokens + 2 * params * eval_tokens)
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then cosine decay to 0."""
+    if warmup > 0 and step < warmup:
+        return peak * (step + 1) / warmup
+    span = max(1, total - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    # auto: bf16 where the hardware does it natively, fp32 elsewhere (CPU)
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def sequence_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], kind: str, reduction: str = "mean"
+) -> torch.Tensor:
+    """Cross-entropy over labelled tokens only (IGNORE_INDEX skipped).
+
+    Computed here rather than by the model so that evaluation can sum
+    (token-weighted mean over a whole split) and training can average.
+    """
+    labels = batch["labels"]
+    if kind == "seq2seq":
+        decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels=labels)
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=decoder_input_ids,
+        ).logits
+        target = labels
+    else:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, :-1]
+        target = labels[:, 1:]
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        target.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction=reduction,
+    )
+
+
+def processed_tokens(batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    """Non-pad tokens the model runs on (a device tensor: no sync)."""
+    n = batch["attention_mask"].sum()
+    if kind == "seq2seq":
+        n = n + (batch["labels"] != IGNORE_INDEX).sum()
+    return n
+
+
+def batches_for(
+    data: Sequence[Encoded],
+    batch_size: int,
+    steps: int,
+    seed: int,
+) -> list[list[Encoded]]:
+    """``steps`` batches drawn epoch by epoch from seeded permutations of ``data``."""
+    g = torch.Generator().manual_seed(seed)
+    out: list[list[Encoded]] = []
+    order: list[int] = []
+    while len(out) < steps:
+        if len(order) < batch_size:
+            order += torch.randperm(len(data), generator=g).tolist()
+        take, order = order[:batch_size], order[batch_size:]
+        out.append([data[i] for i in take])
+    return out
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: Sequence[Encoded],
+    *,
+    kind: str,
+    pad_id: int,
+    device: torch.device,
+    batch_size: int,
+    autocast_dtype: torch.dtype | None,
+) -> tuple[float, int, int]:
+    """(token-weighted mean CE, label tokens, processed tokens) over ``data``.
+
+    Examples are sorted by length so batches carry little padding; the order
+    does not change a token-weighted mean.
+    """
+    was_training = model.training
+    model.eval()
+    ordered = sorted(data, key=lambda e: (len(e.input_ids), len(e.labels)))
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    labelled = torch.zeros((), dtype=torch.long, device=device)
+    processed = torch.zeros((), dtype=torch.long, device=device)
+    with torch.inference_mode():
+        for i in range(0, len(ordered), batch_size):
+            batch = _to_device(collate(ordered[i : i + batch_size], pad_id, kind), device)
+            with _autocast(device, autocast_dtype):
+                total += sequence_loss(model, batch, kind, reduction="sum").double()
+            labelled += (_target(batch, kind) != IGNORE_INDEX).sum()
+            processed += processed_tokens(batch, kind)
+    model.train(was_training)
+    n = int(labelled.item())
+    if n == 0:
+        raise PointError("no labelled tokens to evaluate on")
+    return float(total.item()) / n, n, int(processed.item())
+
+
+def _target(batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
+    return batch["labels"] if kind == "seq2seq" else batch["labels"][:, 1:]
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    if device.type == "cpu":
+        return batch
+    return {k: v.pin_memory().to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return torch.autocast(device_type=device.type, enabled=False)
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError | MemoryError) and (
+        "out of memory" in text or "can't allocate memory" in text or isinstance(exc, MemoryError)
+    )
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class _LoopOutcome:
+    steps: int
+    tokens: int
+    last_loss: float | None
+    best_val: float | None
+    val_tokens: int
+
+
+def optimize(
+    model: torch.nn.Module,
+    batches: Sequence[list[Encoded]],
+    *,
+    kind: str,
+    pad_id: int,
+    device: torch.device,
+    lr: float,
+    warmup_steps: int,
+    weight_decay: float = 0.0,
+    max_grad_norm: float = 1.0,
+    autocast_dtype: torch.dtype | None = None,
+    cancel: Any = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    validation: Sequence[Encoded] | None = None,
+    eval_every: int = 0,
+    patience: int = 0,
+    eval_batch_size: int = 32,
+) -> _LoopOutcome:
+    """Run one optimizer step per batch; the one training loop of the engine.
+
+    With ``patience`` > 0 and a validation set, the validation loss is checked
+    every ``eval_every`` steps; training stops after ``patience`` checks without
+    improvement and the best weights are put back.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = device.type in ("cuda", "cpu") and all(p.is_floating_point() for p in params)
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
+    total = len(batches)
+    model.train()
+
+    window_loss = torch.zeros((), device=device)
+    window_n = 0
+    tokens = torch.zeros((), dtype=torch.long, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    last_report = time.perf_counter()
+    last_loss: float | None = None
+    best_val: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_checks = 0
+    val_tokens = 0
+    step = 0
+
+    def check_finite() -> None:
+        bad = int(first_bad.item())
+        if bad >= 0:
+            raise PointError(f"NaN loss at step {bad + 1}")
+
+    for step, examples in enumerate(batches):
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total, warmup_steps, lr)
+        batch = _to_device(collate(examples, pad_id, kind), device)
+        with _autocast(device, autocast_dtype):
+            loss = sequence_loss(model, batch, kind)
+        loss.backward()
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        detached = loss.detach()
+        first_bad = torch.where(
+            (first_bad < 0) & ~torch.isfinite(detached),
+            torch.tensor(step, device=device),
+            first_bad,
+        )
+        window_loss += detached.float()
+        window_n += 1
+        tokens += processed_tokens(batch, kind)
+
+        now = time.perf_counter()
+        if on_progress is not None and (now - last_report >= PROGRESS_SECONDS or step == total - 1):
+            check_finite()
+            last_loss = float(window_loss.item()) / window_n
+            window_loss.zero_()
+            window_n = 0
+            last_report = now
+            on_progress(step + 1, total, last_loss)
+
+        if patience > 0 and validation and eval_every > 0 and (step + 1) % eval_every == 0:
+            check_finite()
+            val, _, vt = evaluate(
+                model,
+                validation,
+                kind=kind,
+                pad_id=pad_id,
+                device=device,
+                batch_size=eval_batch_size,
+                autocast_dtype=autocast_dtype,
+            )
+            val_tokens += vt
+            if best_val is None or val < best_val:
+                best_val = val
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                bad_checks = 0
+            else:
+                bad_checks += 1
+                if bad_checks >= patience:
+                    step += 1
+                    break
+            model.train()
+    else:
+        step = total
+
+    check_finite()
+    if window_n:
+        last_loss = float(window_loss.item()) / window_n
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return _LoopOutcome(step, int(tokens.item()), last_loss, best_val, val_tokens)
+
+
+# --------------------------------------------------------------------------- one point
+
+
+def planned_steps(size: int, train_cfg: TrainConfig) -> int:
+    """Optimizer steps for a subset: ``ceil(epochs * size / batch)``, at least min_steps."""
+    if size == 0:
+        return 0
+    return max(train_cfg.min_steps, math.ceil(train_cfg.epochs * size / train_cfg.batch_size))
+
+
+def train_point(
+    spec: ModelSpec,
+    task: TaskData,
+    size: int,
+    train_cfg: TrainConfig,
+    data_cfg: DataConfig,
+    *,
+    device: str | torch.device = "auto",
+    cancel: Any = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    model_and_tokenizer: tuple[Any, Any] | None = None,
+) -> PointResult:
+    """Fine-tune ``spec`` on the first ``size`` train examples; size 0 only evaluates.
+
+    ``model_and_tokenizer`` lets a caller load a model once for its whole
+    ladder: its weights are snapshot here and restored before returning, so
+    each point starts from the pretrained weights. ``cancel`` (a
+    threading.Event) is checked before every step and raises Cancelled.
+    Raises PointError for NaN/inf loss or out-of-memory, DataError for a size
+    the train split cannot provide.
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device) if isinstance(device, str) else device
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if model_and_tokenizer is None:
+        model, tokenizer = load_model(spec, dev)
+    else:
+        model, tokenizer = model_and_tokenizer
+    autocast_dtype = resolve_precision(train_cfg.precision, dev)
+    max_length = _max_length(model, data_cfg.max_length)
+    encoded = task.encode(tokenizer, spec.kind, max_length)
+    train_data = [e for e in encoded["train"][: len(task.subset(size))] if e.label_tokens > 0]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    steps = planned_steps(size, train_cfg)
+    warmup = math.ceil(train_cfg.warmup_ratio * steps)
+    eval_every = train_cfg.eval_every or max(1, math.ceil(size / train_cfg.batch_size))
+    eval_bs = max(train_cfg.batch_size * 2, 32)
+
+    torch.manual_seed(train_cfg.seed)
+    snapshot = None
+    peft_model = None
+    trained = model
+    try:
+        if steps > 0:
+            if train_cfg.lora:
+                peft_model = _with_lora(model, spec, train_cfg)
+                trained = peft_model
+            else:
+                snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if train_cfg.gradient_checkpointing:
+                trained.gradient_checkpointing_enable()
+                if hasattr(model.config, "use_cache"):
+                    model.config.use_cache = False
+            batches = batches_for(train_data, train_cfg.batch_size, steps, train_cfg.seed)
+            outcome = optimize(
+                trained,
+                batches,
+                kind=spec.kind,
+                pad_id=pad_id,
+                device=dev,
+                lr=train_cfg.learning_rate,
+                warmup_steps=warmup,
+                weight_decay=train_cfg.weight_decay,
+                max_grad_norm=train_cfg.max_grad_norm,
+                autocast_dtype=autocast_dtype,
+                cancel=cancel,
+                on_progress=on_progress,
+                validation=encoded["validation"],
+                eval_every=eval_every,
+                patience=train_cfg.early_stopping_patience,
+                eval_batch_size=eval_bs,
+            )
+        else:
+            outcome = _LoopOutcome(0, 0, None, None, 0)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        loss, label_tokens, test_tokens = evaluate(
+            trained,
+            encoded["test"],
+            kind=spec.kind,
+            pad_id=pad_id,
+            device=dev,
+            batch_size=eval_bs,
+            autocast_dtype=autocast_dtype,
+        )
+        if not math.isfinite(loss):
+            raise PointError("NaN loss on the test split")
+        n_all = count_params(trained)
+        n_trainable = count_params(trained, trainable_only=True) if steps > 0 else 0
+        if peft_model is None:
+            n_all = count_params(model)
+    except Exception as exc:
+        if _is_oom(exc):
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            raise PointError(
+                f"out of memory on {dev.type} at batch size {train_cfg.batch_size}"
+                " (try a smaller batch_size, gradient_checkpointing or lora)"
+            ) from exc
+        raise
+    finally:
+        if train_cfg.gradient_checkpointing and steps > 0:
+            trained.gradient_checkpointing_disable()
+        if peft_model is not None:
+            model = peft_model.unload()
+        if snapshot is not None:
+            model.load_state_dict(snapshot)
+        model.eval()
+
+    eval_tokens = test_tokens + outcome.val_tokens
+    hparams = {
+        "learning_rate": train_cfg.learning_rate,
+        "batch_size": train_cfg.batch_size,
+        "epochs": train_cfg.epochs,
+        "min_steps": train_cfg.min_steps,
+        "warmup_ratio": train_cfg.warmup_ratio,
+        "warmup_steps": warmup,
+        "schedule": "linear-warmup-cosine",
+        "optimizer": "adamw(0.9,0.95)",
+        "weight_decay": train_cfg.weight_decay,
+        "max_grad_norm": train_cfg.max_grad_norm,
+        "precision": "bf16" if autocast_dtype is torch.bfloat16 else "fp32",
+        "gradient_checkpointing": train_cfg.gradient_checkpointing,
+        "lora": train_cfg.lora,
+        "lora_r": train_cfg.lora_r if train_cfg.lora else 0,
+        "early_stopping_patience": train_cfg.early_stopping_patience,
+        "eval_every": eval_every if train_cfg.early_stopping_patience else 0,
+        "seed": train_cfg.seed,
+        "max_length": max_length,
+        "planned_steps": steps,
+        "params": n_all,
+        "trainable_params": n_trainable,
+        "device": dev.type,
+    }
+    return PointResult(
+        model=spec.name,
+        size=size,
+        loss=loss,
+        flops=flops_estimate(n_all, n_trainable, outcome.tokens, eval_tokens),
+        seconds=time.perf_counter() - start,
+        steps=outcome.steps,
+        train_tokens=outcome.tokens,
+        eval_tokens=eval_tokens,
+        hparams=hparams,
+        train_loss=outcome.last_loss,
+        val_loss=outcome.best_val,
+        test_label_tokens=label_tokens,
+    )
+
+
+def _max_length(model: torch.nn.Module, requested: int) -> int:
+    """Requested length, clipped to the model's learned positions where it has them."""
+    cfg = getattr(model, "config", None)
+    limit = None
+    for attr in ("n_positions", "max_position_embeddings"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            limit = value
+            break
+    return min(requested, limit) if limit else requested
+
+
+def _with_lora(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) -> Any:
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError as exc:  # pragma: no cover - peft is an optional dependency
+        raise PointError("LoRA needs peft: pip install 'lensllm-tui[lora]'") from exc
+    task_type = TaskType.SEQ_2_SEQ_LM if spec.kind == "seq2seq" else TaskType.CAUSAL_LM
+    config = LoraConfig(
+        task_type=task_type,
+        r=train_cfg.lora_r,
+        lora_alpha=2 * train_cfg.lora_r,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+    )
+    return get_peft_model(model, config)

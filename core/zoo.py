@@ -1,0 +1,259 @@
+"""The built-in tiny zoo: small real transformers, pretrained offline at build time.
+
+Each zoo model is a genuine Hugging Face architecture (GPT-2, Llama, T5) built
+from a config, given a real byte-level BPE tokenizer trained with the
+``tokenizers`` library, and briefly pretrained (seeded, on CPU) on docstrings
+from one half of the Python standard library. The fine-tuning tasks use other
+text (the Language Reference paragraphs, or the other half's docstrings), so a
+zoo model arrives with a meaningful zero-shot loss, like a real checkpoint.
+
+The models differ the way real candidates do: in capacity and in how much
+pretraining they received. The small ones are trained longer relative to
+their size and start better; the large ones have more capacity and gain more
+from fine-tuning data. That is why, on the default ladder, the model that is
+best at 200 samples need not be the one best at the target.
+
+A model is built once into ``<cache>/zoo/v<ZOO_VERSION>/<name>``: written to a
+temporary directory and renamed into place, so a crash never leaves a
+half-written model, then loaded back through ``from_pretrained`` exactly like a
+user's local model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ZOO_VERSION = 1
+"""Bump when configs, tokenizers or pretraining change: old builds are ignored."""
+
+VOCAB_SIZE = 1024
+MAX_POSITIONS = 256
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """How one tiny model is built."""
+
+    family: str
+    """gpt2, llama or t5."""
+    config: dict[str, Any]
+    """Architecture keyword arguments for the family's config class."""
+    pretrain_steps: int
+    """Optimizer steps of build-time pretraining (batch ``pretrain_batch``)."""
+    pretrain_lr: float = 2e-3
+    pretrain_batch: int = 16
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+ZOO: dict[str, ZooEntry] = {
+    "gpt2-s": ZooEntry("gpt2", {"n_embd": 64, "n_layer": 2, "n_head": 2}, pretrain_steps=300),
+    "gpt2-l": ZooEntry("gpt2", {"n_embd": 128, "n_layer": 4, "n_head": 4}, pretrain_steps=100),
+    "llama-s": ZooEntry(
+        "llama",
+        {
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 176,
+        },
+        pretrain_steps=300,
+    ),
+    "llama-l": ZooEntry(
+        "llama",
+        {
+            "hidden_size": 128,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "intermediate_size": 352,
+        },
+        pretrain_steps=100,
+    ),
+    "t5-s": ZooEntry(
+        "t5",
+        {"d_model": 64, "d_ff": 128, "num_layers": 2, "num_heads": 2, "d_kv": 32},
+        pretrain_steps=100,
+    ),
+}
+
+
+def zoo_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir``, else $LENSLLM_TUI_CACHE, else ~/.cache/lensllm-tui; then zoo/v<N>."""
+    base = cache_dir or os.environ.get("LENSLLM_TUI_CACHE") or Path.home() / ".cache/lensllm-tui"
+    return Path(base).expanduser() / "zoo" / f"v{ZOO_VERSION}"
+
+
+def ensure_built(
+    name: str, *, cache_dir: str | Path | None = None, pretrain_steps: int | None = None
+) -> Path:
+    """The directory of zoo model ``name``, building it first if it is not there.
+
+    ``pretrain_steps`` overrides the recipe (tests build into a temporary
+    cache with a couple of steps); it has no effect on an existing build.
+    """
+    entry = ZOO[name]
+    if pretrain_steps is not None:
+        entry = replace(entry, pretrain_steps=pretrain_steps)
+    root = zoo_root(cache_dir)
+    dest = root / name
+    if (dest / "config.json").is_file():
+        return dest
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        build(name, entry, tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            # Someone else finished the same build first; theirs is as good.
+            if not (dest / "config.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def build(name: str, entry: ZooEntry, out: Path) -> None:
+    """Config -> random init (seeded) -> pretrain -> save_pretrained model + tokenizer."""
+    import torch
+
+    tokenizer = make_tokenizer(entry.family)
+    config = make_config(entry, tokenizer)
+    with torch.random.fork_rng():
+        torch.manual_seed(entry.seed)
+        model = _model_class(entry.family)(config)
+        pretrain(model, tokenizer, entry)
+    model.eval()
+    from core.models import quiet_progress
+
+    with quiet_progress():
+        model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def make_tokenizer(family: str) -> Any:
+    """A byte-level BPE tokenizer trained on the pretraining corpus (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from core.data import pretraining_corpus
+
+    if family == "gpt2":
+        specials = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
+        special_list = ["<|endoftext|>"]
+    elif family == "llama":
+        specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+        special_list = ["<unk>", "<s>", "</s>"]
+    else:
+        specials = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+        special_list = ["<pad>", "</s>", "<unk>"]
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=special_list,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(pretraining_corpus(), trainer=trainer)
+    if family == "llama":
+        bos = tok.token_to_id("<s>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+        )
+    elif family == "t5":
+        eos = tok.token_to_id("</s>")
+        tok.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+        )
+    else:
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=MAX_POSITIONS, **specials)
+
+
+def make_config(entry: ZooEntry, tokenizer: Any) -> Any:
+    from transformers import GPT2Config, LlamaConfig, T5Config
+
+    vocab = len(tokenizer)
+    if entry.family == "gpt2":
+        eos = tokenizer.eos_token_id
+        return GPT2Config(
+            vocab_size=vocab,
+            n_positions=MAX_POSITIONS,
+            bos_token_id=eos,
+            eos_token_id=eos,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            **entry.config,
+        )
+    if entry.family == "llama":
+        return LlamaConfig(
+            vocab_size=vocab,
+            max_position_embeddings=MAX_POSITIONS,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=True,
+            **entry.config,
+        )
+    return T5Config(
+        vocab_size=vocab,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        num_decoder_layers=entry.config.get("num_layers"),
+        **entry.config,
+    )
+
+
+def _model_class(family: str) -> Any:
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM, T5ForConditionalGeneration
+
+    return {"gpt2": GPT2LMHeadModel, "llama": LlamaForCausalLM, "t5": T5ForConditionalGeneration}[
+        family
+    ]
+
+
+def pretrain(model: Any, tokenizer: Any, entry: ZooEntry) -> None:
+    """Brief seeded pretraining on stdlib docstrings, with the engine's own loop.
+
+    Seq2seq models learn to continue text: the first half of a paragraph is
+    the encoder input and the second half the target.
+    """
+    import torch
+
+    from core.data import Example, encode_examples, pretraining_corpus
+    from core.train import batches_for, optimize
+
+    if entry.pretrain_steps <= 0:
+        return
+    corpus = pretraining_corpus()
+    kind = "seq2seq" if entry.family == "t5" else "causal"
+    if kind == "seq2seq":
+        examples = [Example(p[: len(p) // 2], p[len(p) // 2 :]) for p in corpus]
+    else:
+        examples = [Example("", p) for p in corpus]
+    encoded = [e for e in encode_examples(examples, tokenizer, kind, 128) if e.label_tokens > 0]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batches = batches_for(encoded, entry.pretrain_batch, entry.pretrain_steps, entry.seed)
+    optimize(
+        model,
+        batches,
+        kind=kind,
+        pad_id=pad,
+        device=torch.device("cpu"),
+        lr=entry.pretrain_lr,
+        warmup_steps=max(1, entry.pretrain_steps // 10),
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+    )

@@ -1,0 +1,291 @@
+"""`lensllm-tui bench` and `lensllm-tui fit`: curve-table commands (no training).
+
+Registered in lensllm_tui/cli.py. Science imports (numpy, scipy, core.*)
+happen inside the commands so `lensllm-tui --help` stays fast. Every bad
+input ends in one `error:` line and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table as RichTable
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from core.bench import Table
+    from core.select import Prediction, Selection
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _ints(value: str, name: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise _fail(f"{name} must be comma-separated integers, got {value!r}") from None
+    if not items:
+        raise _fail(f"{name} is empty")
+    return items
+
+
+def _read_tables(paths: list[Path]) -> list[Table]:
+    from core.bench import Table
+    from core.curves import CurveTableError
+
+    tables = []
+    for p in paths:
+        try:
+            tables.append(Table.read(p))
+        except CurveTableError as exc:
+            raise _fail(str(exc)) from None
+        except ValueError as exc:  # a Curve rejected its own data
+            raise _fail(f"{p}: {exc}") from None
+    return tables
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def bench(
+    curves: Annotated[
+        list[Path], typer.Argument(help="Benchmark wide-format tables (config name,0,200,...).")
+    ],
+    target: Annotated[
+        int, typer.Option(help="Size whose loss the selectors must rank by.")
+    ] = 1638400,
+    budgets: Annotated[
+        str, typer.Option(help="Comma-separated sample budgets a selector may look up to.")
+    ] = "204800,102400,51200,25600,12800,6400,3200",
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated selectors to compare.")
+    ] = "lensllm,ats,rectified,vanilla,subtuning,zeroshot,modelsize",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the records (one per cell) here.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the fits' multi-starts.")] = 0,
+) -> None:
+    """Replay model selection on measured curves: PearCorr and RelAcc per method and budget."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.bench import BenchError, check_plan, ratio_label, run_bench
+
+    budget_list = _ints(budgets, "--budgets")
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    tables = _read_tables(curves)
+    try:
+        check_plan(tables, method_list, budget_list, target)
+    except BenchError as exc:
+        raise _fail(str(exc)) from None
+    notes: dict[tuple[str, str], str] = {}
+
+    total = len(tables) * len(method_list) * len(budget_list)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("bench", total=total)
+
+        def on_record(rec: dict[str, Any], sel: Selection) -> None:
+            failed = [p for p in sel.predictions if not p.ok]
+            if failed and (rec["dataset"], rec["method"]) not in notes:
+                notes[(rec["dataset"], rec["method"])] = (
+                    f"{len(failed)}/{len(sel.predictions)} models at budget {rec['budget']}: "
+                    f"{failed[0].reason}"
+                )
+            progress.update(
+                task,
+                advance=1,
+                description=f"{rec['dataset']} {rec['method']} {ratio_label(rec['budget'], target)}",
+            )
+
+        try:
+            records = run_bench(
+                tables, method_list, budget_list, target, seed=seed, on_record=on_record
+            )
+        except (BenchError, ValueError) as exc:
+            raise _fail(str(exc).splitlines()[0]) from None
+
+    total_s = sum(r["seconds"] for r in records)
+    # the full table or none: below this width rich would truncate every cell
+    wide = Console(width=max(out.width, 30 + 8 * len(budget_list) + 20))
+    for table in tables:
+        rt = RichTable(
+            title=f"{table.dataset}: PearCorr / RelAcc (%) at target {target}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        rt.add_column("method", no_wrap=True)
+        rt.add_column("metric", no_wrap=True)
+        for b in budget_list:
+            rt.add_column(ratio_label(b, target), justify="right", no_wrap=True)
+        rt.add_column("rmse_log", justify="right", no_wrap=True)
+        rt.add_column("s", justify="right", no_wrap=True)
+        for m in method_list:
+            recs = [r for r in records if r["dataset"] == table.dataset and r["method"] == m]
+            rm = sorted(r["rmse_log"] for r in recs if r["rmse_log"] is not None)
+            rmse = f"{rm[len(rm) // 2]:.3f}" if rm else "—"
+            secs = f"{sum(r['seconds'] for r in recs):.2f}"
+            rt.add_row(m, "PearCorr", *(_pct(r["pearson"]) for r in recs), rmse, secs)
+            rt.add_row("", "RelAcc", *(_pct(r["rel_acc"]) for r in recs), "", "", end_section=True)
+        wide.print(rt)
+    out.print(
+        Text(
+            f"rmse_log: median over budgets; s: selector seconds; selector time {total_s:.1f} s in all"
+        )
+    )
+    for (ds, m), note in notes.items():
+        out.print(Text(f"note: {ds} {m}: {note}", style="dim"))
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"{json_out}: cannot write ({exc.strerror})") from None
+        out.print(Text(f"wrote {len(records)} records to {json_out}"))
+
+
+def fit(
+    curves: Annotated[Path, typer.Argument(help="A benchmark wide-format table.")],
+    budget: Annotated[
+        int | None,
+        typer.Option(help="Fit only sizes up to this; default: every size below the target."),
+    ] = None,
+    target: Annotated[
+        int | None, typer.Option(help="Size to predict the loss at; default: the largest size.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Only this model (default: every model in the table).")
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="Selector whose fit to show: lensllm, rectified, vanilla or ats.")
+    ] = "lensllm",
+    plot: Annotated[bool, typer.Option(help="Draw a terminal plot per model.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed for the fits' multi-starts.")] = 0,
+) -> None:
+    """Fit each model's curve: parameters, phase transition, predicted target loss, plot."""
+    from core.select import METHODS, select
+
+    if method not in METHODS:
+        raise _fail(f"unknown method {method!r} (expected one of: {', '.join(METHODS)})")
+    (table,) = _read_tables([curves])
+    all_curves = list(table.curves)
+    if model is not None:
+        all_curves = [c for c in all_curves if c.model == model]
+        if not all_curves:
+            names = ", ".join(c.model for c in table.curves[:5])
+            raise _fail(f"no model {model!r} in {curves} (have: {names}, ...)")
+    sizes = sorted({s for c in all_curves for s in c.sizes if s > 0})
+    if not sizes:
+        raise _fail(f"{curves}: no fine-tuned points (only zero-shot losses)")
+    tgt = target if target is not None else sizes[-1]
+    if budget is None:
+        below = [s for s in sizes if s < tgt]
+        if not below:
+            raise _fail(f"no measured size below the target {tgt} to fit")
+        budget = below[-1]
+    if budget <= 0:
+        raise _fail(f"budget must be positive, got {budget}")
+    if tgt <= budget:
+        raise _fail(f"target {tgt} must be above the budget {budget}")
+    try:
+        sel = select(method, all_curves, budget, tgt, seed=seed)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    by_model = {c.model: c for c in all_curves}
+    for p in sel.predictions:
+        _show_prediction(p, by_model[p.model], budget, tgt, plot)
+    out.print(Text(f"ranking by {method} (best first): " + ", ".join(sel.ranking)))
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
+
+
+def _show_prediction(p: Prediction, curve: Any, budget: int, target: int, plot: bool) -> None:
+    out.rule(Text(p.model, style="bold"))
+    if p.fit is not None and p.fit.ok:
+        params = ", ".join(f"{k}={_fmt(v)}" for k, v in p.fit.params.items())
+        out.print(Text(f"law {p.fit.law}: {params}  (rms log residual {_fmt(p.fit.residual, 3)})"))
+    elif p.fit is not None:
+        out.print(Text(f"law {p.fit.law}: fit failed: {p.fit.reason}"))
+    out.print(Text(f"transition (first power-phase size): {p.transition if p.transition else '—'}"))
+    truth = curve.loss_at(target) if target in curve.sizes else None
+    interval = (
+        f" [{_fmt(p.low)}, {_fmt(p.high)}]" if p.low is not None or p.high is not None else ""
+    )
+    measured = f"  measured {_fmt(truth)}" if truth is not None else ""
+    out.print(Text(f"predicted loss at {target}: {_fmt(p.predicted)}{interval}{measured}"))
+    if not p.ok:
+        out.print(Text(f"failed: {p.reason}", style="yellow"))
+    if plot:
+        out.print(Text.from_ansi(_plot(p, curve, budget, target)))
+
+
+def _plot(p: Prediction, curve: Any, budget: int, target: int) -> str:
+    """Points and fitted law on log10-log10 values with labelled ticks.
+
+    Uses a private plotext figure object rather than plotext's module-level
+    one, and plots log10 values on linear axes: plotext's own log axes break
+    when a figure is redrawn (see the design notes).
+    """
+    import numpy as np
+    from plotext._figure import _figure_class
+
+    fig = _figure_class()
+    fig.plot_size(72, 18)
+    fig.theme("clear")
+    pts = [(s, v) for s, v in zip(curve.sizes, curve.losses, strict=True) if s > 0]
+    seen = [(s, v) for s, v in pts if s <= budget]
+    held = [(s, v) for s, v in pts if s > budget]
+    lo = min(s for s, _ in pts) if pts else 100
+    hi = max(target, *(s for s, _ in pts)) if pts else target
+    if p.fit is not None and p.fit.ok:
+        xs = np.geomspace(lo, hi, 80)
+        ys = p.fit.predict(xs)
+        good = np.isfinite(ys) & (ys > 0)
+        if good.any():
+            fig.plot(list(np.log10(xs[good])), list(np.log10(ys[good])))
+    if seen:
+        fig.scatter(
+            [math.log10(s) for s, _ in seen],
+            [math.log10(v) for _, v in seen],
+            marker="dot",
+        )
+    if held:
+        fig.scatter(
+            [math.log10(s) for s, _ in held],
+            [math.log10(v) for _, v in held],
+            marker="x",
+        )
+    if p.predicted is not None and p.predicted > 0:
+        fig.scatter([math.log10(target)], [math.log10(p.predicted)], marker="+")
+    xt = list(range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1))
+    fig.xticks(xt, [f"1e{k}" for k in xt])
+    fig.xlim(xt[0], xt[-1])
+    ys_all = [v for _, v in pts] + ([p.predicted] if p.predicted else [])
+    if ys_all:
+        ylo, yhi = math.log10(min(ys_all)), math.log10(max(ys_all))
+        ticks = list(np.linspace(ylo, yhi, 5)) if yhi > ylo else [ylo]
+        fig.yticks(ticks, [f"{10**t:.3g}" for t in ticks])
+    fig.xlabel("training samples (log)")
+    fig.ylabel("test loss (log)")
+    # no plotext legend: it sits on the top-left corner, where the first points are
+    caption = "• seen   x held out   + prediction   line: fitted law"
+    return fig.build() + "\n" + caption

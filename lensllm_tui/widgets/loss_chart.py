@@ -1,0 +1,181 @@
+"""Loss against training samples, log-log, one series per model.
+
+The pinned plotext breaks on repeated log-scale axes, so the chart plots
+log10 values on linear axes and writes the real values on the ticks. Each
+chart owns its plotext figure (``self.plt``); a replot is clear -> plot ->
+refresh, and the caller batches and throttles replots.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from textual_plotext import PlotextPlot
+
+from lensllm_tui.state import ModelState, RunState
+
+COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
+"""Series colours, in model order (plotext colour names)."""
+
+RICH_COLORS = {"orange": "dark_orange", "white": "bright_white"}
+"""Where a plotext colour name differs from Rich's (the ranking table colours names)."""
+
+
+def series_color(index: int) -> str:
+    """The chart colour of the index-th model, as a Rich colour for the table legend."""
+    name = COLORS[index % len(COLORS)]
+    return RICH_COLORS.get(name, name)
+
+
+def law_values(law: str, params: Mapping[str, float], sizes: np.ndarray) -> np.ndarray | None:
+    """Evaluate a fitted law at ``sizes``; None when the parameters do not say enough.
+
+    Uses core.laws when it offers a predictor for (law, params); otherwise the
+    shared form L(D) = B / (F + D^beta) + E, where F is the NTK term (LensLLM),
+    the free pre-learned size (rectified) or 0 (vanilla).
+    """
+    try:
+        from core import laws  # lands with issue 4; optional here
+
+        predict = getattr(laws, "predict_law", None)
+        if predict is not None:
+            return np.asarray(predict(law, dict(params), sizes), dtype=float)
+    except ImportError:
+        pass
+    p = {k.lower(): float(v) for k, v in params.items()}
+    try:
+        b, beta, e = p["b"], p["beta"], p["e"]
+    except KeyError:
+        return None
+    f = next((p[k] for k in ("f", "d_l", "dl", "f_value") if k in p), 0.0)
+    with np.errstate(all="ignore"):
+        return b / (f + np.power(sizes, beta)) + e
+
+
+def _fmt_size(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:g}M"
+    if v >= 1e3:
+        return f"{v / 1e3:g}k"
+    return f"{v:g}"
+
+
+def _nice_loss_ticks(lo: float, hi: float, n: int = 4) -> list[float]:
+    """Up to ``n`` round loss values spread evenly (in log space) over [lo, hi]."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0:
+        return []
+    if hi <= lo:
+        hi = lo * 1.1
+    raw = np.geomspace(lo, hi, n)
+    out: list[float] = []
+    for v in raw:
+        digits = max(0, 2 - math.floor(math.log10(v)))
+        r = round(float(v), digits)
+        if r > 0 and r not in out:
+            out.append(r)
+    return out
+
+
+class LossChart(PlotextPlot):
+    """Test loss vs training samples for every model, with fitted laws and transitions."""
+
+    can_focus = False
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._state: RunState | None = None
+        self.highlight: str | None = None
+
+    def show(self, state: RunState, highlight: str | None = None) -> None:
+        """Replot from ``state`` (clear -> plot -> refresh); the caller batches calls."""
+        self._state = state
+        self.highlight = highlight
+        self.replot()
+
+    def replot(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title("test loss vs samples, log-log · o measured  X phase change  * at target")
+        plt.xlabel("samples")
+        state = self._state
+        if state is None or not state.models:
+            plt.xticks([], [])
+            plt.yticks([], [])
+            self.refresh()
+            return
+        sizes = [s for s in state.sizes if s > 0] or [1]
+        target = state.target or max(sizes)
+        x_lo, x_hi = math.log10(min(sizes)) - 0.1, math.log10(max(target, max(sizes))) + 0.1
+        losses: list[float] = []
+        models = list(state.models.values())
+        order = [m for m in models if m.name != self.highlight]
+        if self.highlight in state.models:
+            order.append(state.models[self.highlight])  # drawn last: in front
+        for m in order:
+            losses.extend(self._plot_model(m, models.index(m), sizes, target, x_lo))
+        finite = [v for v in losses if math.isfinite(v) and v > 0]
+        if target:
+            plt.vertical_line(math.log10(target), color="gray")
+        xt = sorted({*sizes, target})
+        xt = self._thin(xt)
+        plt.xticks([math.log10(v) for v in xt], [_fmt_size(v) for v in xt])
+        plt.xlim(x_lo, x_hi)
+        if finite:
+            lo, hi = min(finite), max(finite)
+            yt = _nice_loss_ticks(lo, hi, n=max(2, min(5, (self.size.height - 4) // 3)))
+            plt.yticks([math.log10(v) for v in yt], [f"{v:g}" for v in yt])
+            pad = max(0.02, 0.08 * (math.log10(hi) - math.log10(lo)))
+            plt.ylim(math.log10(lo) - pad, math.log10(hi) + pad)
+        self.refresh()
+
+    def _thin(self, ticks: Sequence[int]) -> list[int]:
+        """Drop ticks that would collide on a narrow chart, keeping both ends."""
+        width = max(20, self.size.width - 8)
+        span = math.log10(max(ticks)) - math.log10(min(ticks)) or 1.0
+        kept: list[int] = []
+        for v in ticks:
+            if not kept or (math.log10(v) - math.log10(kept[-1])) / span * width >= 6:
+                kept.append(v)
+        if kept[-1] != ticks[-1]:
+            kept[-1] = ticks[-1]
+        return kept
+
+    def _plot_model(
+        self, m: ModelState, index: int, sizes: Sequence[int], target: int, x_lo: float
+    ) -> list[float]:
+        plt = self.plt
+        faded = self.highlight is not None and m.name != self.highlight
+        color = "gray" if faded else COLORS[index % len(COLORS)]
+        used: list[float] = []
+        pts = sorted((s, v) for s, v in m.points.items() if s > 0 and v > 0)
+        if m.params and m.fit_ok:
+            grid = np.geomspace(10**x_lo, target, 60)
+            ys = law_values(m.law, m.params, grid)
+            if ys is not None:
+                ok = np.isfinite(ys) & (ys > 0)
+                if ok.any():
+                    plt.plot(
+                        np.log10(grid[ok]).tolist(),
+                        np.log10(ys[ok]).tolist(),
+                        color=color,
+                        marker="braille",
+                    )
+                    used.extend(ys[ok].tolist())
+        if pts:
+            plt.scatter(
+                [math.log10(s) for s, _ in pts],
+                [math.log10(v) for _, v in pts],
+                color=color,
+                marker="o",
+            )
+            used.extend(v for _, v in pts)
+        if m.transition is not None and m.transition in m.points:
+            v = m.points[m.transition]
+            plt.scatter([math.log10(m.transition)], [math.log10(v)], color=color, marker="X")
+        if math.isfinite(m.predicted) and m.predicted > 0 and target:
+            plt.scatter([math.log10(target)], [math.log10(m.predicted)], color=color, marker="*")
+            used.append(m.predicted)
+        return used
