@@ -41,6 +41,8 @@ class RunStarted(Event):
     dataset: str
     total_points: int
     time: float = field(default_factory=_now)
+    warnings: tuple[str, ...] = ()
+    """Adjustments made to the request, e.g. ladder sizes the dataset cannot supply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,10 @@ class RunFinished(Event):
     failed: tuple[tuple[str, str], ...] = ()
     seconds: float = 0.0
     time: float = field(default_factory=_now)
+    computed: int = 0
+    """Points trained in this run."""
+    reused: int = 0
+    """Points taken from the store of an earlier run into the same directory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +193,5 @@ class RunCancelled(Event):
     out_dir: str
     reason: str = "cancelled"
     time: float = field(default_factory=_now)
+    kept: int = 0
+    """Finished points (computed or reused) that are safe in the store."""

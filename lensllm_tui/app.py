@@ -27,14 +27,10 @@ def engine_events(config: RunConfig, cancel: threading.Event) -> Iterable[ev.Eve
 
 
 def cached_hub_models() -> list[str]:
-    """Models in the local Hugging Face cache, via core.models; none if it cannot tell."""
-    try:
-        from core import models
+    """Models in the local Hugging Face cache (core.models); called off the UI thread."""
+    from core.models import cached_hub_models as scan
 
-        found = models.cached_hub_models()
-    except Exception:  # no cache, no core.models yet, unreadable cache: offer none
-        return []
-    return [getattr(m, "name", m) for m in found]
+    return list(scan())
 
 
 class LensApp(App[None]):
@@ -66,7 +62,7 @@ class LensApp(App[None]):
 
     def open_setup(self) -> None:
         """Show the setup screen for the current config (replacing a finished dashboard)."""
-        screen = SetupScreen(self.config, self.hub_models())
+        screen = SetupScreen(self.config, self.hub_models)
         if isinstance(self.screen, DashboardScreen):
             self.switch_screen(screen)
         else:

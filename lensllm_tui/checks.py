@@ -27,18 +27,12 @@ class Verdict:
 
 
 def tiny_names() -> list[str]:
-    """The built-in tiny zoo, from core.models when it offers a list."""
+    """The built-in tiny zoo as ``tiny:NAME`` (core.zoo: no torch import for a picker)."""
     try:
-        from core import models
-
-        zoo = getattr(models, "tiny_zoo", None)
-        if zoo is not None:
-            names = zoo()
-            names = list(names.keys()) if isinstance(names, dict) else list(names)
-            return [n if str(n).startswith("tiny:") else f"tiny:{n}" for n in names]
-    except Exception:  # core.models lands with issue 5; fall back to the config's list
-        pass
-    return list(DEFAULT_MODELS)
+        from core.zoo import ZOO
+    except ImportError:  # pragma: no cover - the zoo ships with the package
+        return list(DEFAULT_MODELS)
+    return [f"tiny:{name}" for name in ZOO]
 
 
 def _looks_like_path(text: str) -> bool:

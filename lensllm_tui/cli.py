@@ -141,6 +141,10 @@ def run(
         str | None, typer.Option(help="'ladder' (all points) or 'adaptive' (stop early).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = None,
+    autostart: Annotated[
+        bool,
+        typer.Option("--autostart", help="Dashboard: skip the setup screen and start at once."),
+    ] = False,
 ) -> None:
     """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui)."""
     cfg = build_config(config, models, dataset, sizes, target, out, policy, data_format, device)
@@ -150,7 +154,19 @@ def run(
         raise typer.Exit(run_headless(cfg))
     from lensllm_tui.app import make_app
 
-    make_app(cfg).run()
+    make_app(cfg, autostart=autostart).run()
+
+
+@app.command()
+def models(
+    hub_only: Annotated[
+        bool, typer.Option("--hub-only", help="Only the models in the local Hugging Face cache.")
+    ] = False,
+) -> None:
+    """List candidate models: the built-in tiny zoo and the local Hugging Face cache."""
+    from lensllm_tui.models_cmd import list_models
+
+    raise typer.Exit(list_models(Console(), hub_only=hub_only))
 
 
 from lensllm_tui import curves_cli  # noqa: E402  (curve-table commands: bench, fit)

@@ -71,6 +71,8 @@ class RunState:
     seconds_spent: float = 0.0
     samples_spent: int = 0
     ranking: tuple[ev.RankEntry, ...] = ()
+    kept: int | None = None
+    """Finished points the engine says are safe in the store, when it says."""
     _early: ev.PointProgress | None = field(default=None, repr=False)
 
     def model(self, name: str) -> ModelState:
@@ -196,6 +198,8 @@ class RunState:
                 self.phase = "cancelled"
                 self.message = event.reason
                 self.current = None
+                kept = getattr(event, "kept", 0)
+                self.kept = kept if kept else None
             case _:
                 pass
 

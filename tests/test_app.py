@@ -144,6 +144,10 @@ def test_typed_model_ids_are_checked_inline(tmp_path: Path) -> None:
         app = make_app(_config(tmp_path), hub_models=lambda: ["cached-org/cached-model"])
         async with app.run_test(size=(100, 30)) as pilot:
             screen = app.screen
+            picker = screen.query_one("#models", SelectionList)
+            # The cache is scanned in a thread worker; its models join the picker.
+            await wait_for(pilot, lambda: "cached-org/cached-model" in screen.hub_models)
+            await pilot.pause()
             box = screen.query_one("#model-input", Input)
             check = screen.query_one("#model-check", Static)
 
@@ -158,10 +162,7 @@ def test_typed_model_ids_are_checked_inline(tmp_path: Path) -> None:
             assert "no config.json" in await typed(str(tmp_path / "not-a-model"))
             assert "no such path" in await typed("./definitely/missing/model")
             assert "neither a local path nor a valid hub id" in await typed("bad id with spaces")
-            listed = screen.query_one("#models", SelectionList).get_option(
-                "cached-org/cached-model"
-            )
-            assert "HF cache" in str(listed.prompt)
+            assert "HF cache" in str(picker.get_option("cached-org/cached-model").prompt)
             assert "Hugging Face cache" in await typed("cached-org/cached-model")
             assert "downloaded when the run starts" in await typed("Qwen/Qwen2.5-0.5B")
             assert "local model directory" in await typed(str(model_dir))
@@ -209,3 +210,23 @@ def test_toml_save_and_load_from_setup(tmp_path: Path) -> None:
             assert "not saved" in msg and "target" in msg and not path.exists()
 
     asyncio.run(go())
+
+
+def test_cli_run_opens_the_dashboard_app(monkeypatch, tmp_path: Path) -> None:
+    """`lensllm-tui run` (no --no-ui) builds the app with make_app and runs it."""
+    from typer.testing import CliRunner
+
+    from lensllm_tui.app import LensApp
+    from lensllm_tui.cli import app as cli
+
+    ran: list[LensApp] = []
+    monkeypatch.setattr(LensApp, "run", lambda self, *a, **k: ran.append(self))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["run", "--sizes", "50,100", "--target", "400", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(ran) == 1 and not ran[0].autostart
+    assert ran[0].config.sizes == [50, 100] and ran[0].config.out_dir == str(out)
+    result = CliRunner().invoke(cli, ["run", "--autostart", "--target", "9000"])
+    assert result.exit_code == 0 and ran[-1].autostart and ran[-1].config.target == 9000

@@ -219,6 +219,8 @@ class DashboardScreen(Screen):
         line = describe(event) if self._worth_logging(event) else None
         if line is not None:
             self.query_one(EventLog).add(line[1], line[0], self._at())
+        for warning in getattr(event, "warnings", ()) or ():
+            self.query_one(EventLog).add(f"warning: {warning}", "yellow", self._at())
         self._dirty = True
         if isinstance(event, TERMINAL):
             self._terminal_seen = True
@@ -289,10 +291,8 @@ class DashboardScreen(Screen):
                 tail += f" · best [b]{best.name}[/] (pred. {best.predicted:.3f})"
             return f"{head}{tail} · results in {st.out_dir}"
         if st.phase == "cancelled":
-            return (
-                f"{head} · {st.done_points} finished points kept in {st.out_dir}; "
-                "the rest was not trained"
-            )
+            kept = st.kept if st.kept is not None else st.done_points
+            return f"{head} · {kept} finished points kept in {st.out_dir}; the rest was not trained"
         if st.phase == "error":
             return f"{head} {st.message} · n: back to setup"
         ladder = f"{st.sizes[0]}–{st.sizes[-1]}" if st.sizes else "—"

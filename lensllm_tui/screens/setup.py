@@ -7,11 +7,11 @@ and TOML files use, so the screen cannot start a run the engine would reject.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
 from textual.widgets.option_list import OptionDoesNotExist
 from textual.widgets.selection_list import Selection
+from textual.worker import Worker, WorkerState
 
 from core.config import ConfigError, RunConfig
 from lensllm_tui.checks import Verdict, check_dataset, check_model, parse_sizes, tiny_names
@@ -40,10 +41,13 @@ class SetupScreen(Screen):
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
 
-    def __init__(self, config: RunConfig, hub_models: Sequence[str] = ()) -> None:
+    def __init__(
+        self, config: RunConfig, discover: Callable[[], Sequence[str]] | None = None
+    ) -> None:
         super().__init__()
         self.config = config
-        self.hub_models = tuple(hub_models)
+        self.discover = discover
+        self.hub_models: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -95,6 +99,33 @@ class SetupScreen(Screen):
     def on_mount(self) -> None:
         self.fill(self.config)
         self.query_one("#models", SelectionList).focus()
+        if self.discover is not None:
+            self.find_cached_models()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="hub-cache")
+    def find_cached_models(self) -> None:
+        """Scan the Hugging Face cache off the UI thread (it imports torch, reads disk)."""
+        assert self.discover is not None
+        found = tuple(self.discover())
+        if found:
+            self.app.call_from_thread(self._add_cached, found)
+
+    def _add_cached(self, found: tuple[str, ...]) -> None:
+        self.hub_models = found
+        models = self.query_one("#models", SelectionList)
+        for name in found:
+            try:
+                models.get_option(name)
+            except OptionDoesNotExist:
+                models.add_option(Selection(f"{name}  [dim]HF cache[/]", name, False, id=name))
+        text = self.query_one("#model-input", Input).value
+        if text.strip():
+            self._show_check("#model-check", check_model(text, frozenset(found)))
+
+    @on(Worker.StateChanged)
+    def _discovery_failed(self, message: Worker.StateChanged) -> None:
+        if message.worker.group == "hub-cache" and message.state == WorkerState.ERROR:
+            self._say(f"(Hugging Face cache not scanned: {message.worker.error})", ok=False)
 
     # ------------------------------------------------------------- form <-> cfg
     def fill(self, config: RunConfig) -> None:

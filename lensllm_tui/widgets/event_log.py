@@ -52,11 +52,16 @@ def describe(event: ev.Event) -> tuple[str, str] | None:
             return ("yellow", f"{event.model} eliminated: {event.reason}")
         case ev.RunFinished():
             best = event.ranking[0].model if event.ranking else "none"
-            return ("bold green", f"run finished: best {best}; results in {event.out_dir}")
+            counts = ""
+            if getattr(event, "computed", 0) or getattr(event, "reused", 0):
+                counts = f" ({event.computed} points trained, {event.reused} reused)"
+            return ("bold green", f"run finished: best {best}{counts}; results in {event.out_dir}")
         case ev.RunCancelled():
+            kept = getattr(event, "kept", None)
+            what = f"{kept} finished points are" if kept else "finished points are"
             return (
                 "bold yellow",
-                f"run cancelled ({event.reason}); finished points are kept in {event.out_dir}",
+                f"run cancelled ({event.reason}); {what} kept in {event.out_dir}",
             )
     return None
 

@@ -30,28 +30,20 @@ def series_color(index: int) -> str:
 
 
 def law_values(law: str, params: Mapping[str, float], sizes: np.ndarray) -> np.ndarray | None:
-    """Evaluate a fitted law at ``sizes``; None when the parameters do not say enough.
+    """Evaluate a fitted law (from a LawFitted event) at ``sizes`` with core.laws.
 
-    Uses core.laws when it offers a predictor for (law, params); otherwise the
-    shared form L(D) = B / (F + D^beta) + E, where F is the NTK term (LensLLM),
-    the free pre-learned size (rectified) or 0 (vanilla).
+    None when the parameters alone cannot say: a LensLLM fit whose F term
+    comes from the NTK spectrum (parameters s and tau, no F) needs the
+    spectrum, which events do not carry; the chart then shows the measured
+    points and the predicted target without the curve.
     """
-    try:
-        from core import laws  # lands with issue 4; optional here
+    from core.laws import FitResult  # numpy + scipy only; no torch
 
-        predict = getattr(laws, "predict_law", None)
-        if predict is not None:
-            return np.asarray(predict(law, dict(params), sizes), dtype=float)
-    except ImportError:
-        pass
-    p = {k.lower(): float(v) for k, v in params.items()}
-    try:
-        b, beta, e = p["b"], p["beta"], p["e"]
-    except KeyError:
+    needed = {"B", "beta", "E"} if law == "vanilla" else {"B", "beta", "E", "F"}
+    if not needed <= set(params):
         return None
-    f = next((p[k] for k in ("f", "d_l", "dl", "f_value") if k in p), 0.0)
-    with np.errstate(all="ignore"):
-        return b / (f + np.power(sizes, beta)) + e
+    fit = FitResult(law=law, params=dict(params), ok=True)
+    return np.asarray(fit.predict(sizes), dtype=float)
 
 
 def _fmt_size(v: float) -> str:

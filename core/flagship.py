@@ -1,0 +1,452 @@
+"""The flagship selector ``lensllm``: target loss from a robust log-log trend plus the LensLLM law.
+
+What the selector has to get right, measured on the published curves
+(../shared/benchmarks, 14 budget cells; benchmarks/flagship_eval.py):
+
+1. The *current* log-log slope of each curve, which moves as a curve crosses
+   from the pre-power into the power phase. Accept-then-Stop (Lin et al.)
+   finds one transition and fits one straight line through every later
+   point, so a slope that is still steepening is underestimated, while the
+   last two or three points alone are too noisy when the budget is small.
+   Here each curve is a *local linear trend* in (log D, log L): level and
+   slope are a state that drifts, observed with noise, and a Kalman filter
+   gives the level and slope at the budget with their covariance (Harvey,
+   "Forecasting, structural time series models and the Kalman filter",
+   1989). The two variances (measurement noise, slope drift) are estimated
+   by maximum likelihood pooled over all candidates, since they describe the
+   task and the measuring protocol rather than one model; so the filter
+   itself decides how far back to look: far on a straight, noisy curve, near
+   on one whose slope is still changing. This is the phase-aware part: the
+   power-phase slope is tracked, not assumed constant from a detected knot.
+2. Jumps. Real curves have level shifts (one run trained differently); a
+   plain filter or line fit turns a last-point drop into a steep slope. The
+   update is Huberised (``HUBER``): an innovation beyond ``HUBER`` standard
+   deviations moves the level in full but the slope only by the clipped part.
+3. The remaining acceleration. Where the curves are still in their
+   pre-power -> power transition the power phase keeps steepening after the
+   budget, which a trend cannot know. The LensLLM law
+   L(D) = B / (F + D^beta) + E describes exactly that transition: each curve
+   gets a grid posterior over (beta, F) (log-loss space, E = 0 since E is not
+   identifiable on the power phase seen at small budgets) and from it the
+   law's extra log-loss drop between the budget and the target beyond its
+   own tangent. Per-model accelerations were measured to be too noisy to
+   rank by, so the candidates' accelerations are pooled (normal-normal
+   empirical Bayes) into one expected acceleration, and how much of it to
+   apply (``a0`` in [0, 1]) is decided by a backtest on the same curves: fit
+   on sizes up to budget / 8 (or / 4, / 2 where fewer points), predict the
+   budget point. On a table whose curves do not accelerate ``a0`` is ~0.
+
+The prediction is the median of a normal predictive distribution in
+log-loss space; the interval (``LEVEL``, two-sided) combines the filter's
+forecast variance (level, slope, slope drift over the horizon, measurement
+noise), a per-model noise scale from its own standardized innovations, and
+the spread of the acceleration. Everything is closed-form or a fixed grid:
+no random numbers, so without NTK spectra ``seed`` changes nothing (results
+are identical for every seed); it only reaches core.laws' seeded multi-start
+for curves that carry a spectrum.
+
+When a curve carries an NTK spectrum its law fit (``Prediction.fit``) is
+``core.laws.fit_law("lensllm", spectrum=...)``, i.e. F = F(Theta, t), and its
+acceleration comes from that fit; otherwise ``fit`` is the law's grid MAP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, logsumexp
+from scipy.stats import norm
+
+from core.curves import Curve
+from core.laws import FitResult, fit_law
+from core.phase import detect_transition
+from core.select import Prediction
+
+LEVEL = 0.90
+"""Two-sided level of ``Prediction.low`` / ``high`` (core.adaptive's selector_predictor
+reads intervals at this level)."""
+
+HUBER = 2.0
+"""Innovations beyond this many standard deviations count as a level shift, not a slope
+change. 1.345 is Huber's 95%-efficiency constant; 2 leaves about 95% of Gaussian
+innovations untouched, so clean curves are filtered exactly as by a plain Kalman filter.
+Measured on the published tables (benchmarks/flagship_eval.py --ablations), mean
+PearCorr / RelAcc: 1.345 -> 81.5 / 91.3, 2 -> 81.6 / 94.1, 3 -> 81.1 / 94.7, no
+clipping -> 79.8 / 87.1: any clipping is what matters, the constant only a little."""
+
+LOOKBACK = (8, 4, 2)
+"""Backtest ratios tried, longest first: the smallest target/budget ratio of the
+benchmark protocol is 8, so a backtest over 8x is the closest rehearsal of the real
+extrapolation that the measured points allow."""
+
+MIN_LAW_POINTS = 4
+"""Fewest fine-tuned points a law posterior (and a backtest subset) is built from: one
+more than the law's shape parameters (a, beta, F), as core.laws.MIN_POINTS."""
+
+MIN_POOL = 3
+"""Fewest law posteriors the acceleration is pooled over before it moves a prediction.
+One curve's own acceleration was measured to mislead (mean PearCorr 73.6 vs 80.7
+without it when every model is predicted alone), and with fewer than three curves
+the spread between them (tau^2) is not estimable; below this the law's acceleration
+only widens the interval."""
+
+DEFAULT_NOISE_VAR = 1e-4
+"""Prior centre of the log-loss measurement variance (1% RMS); matters only when the
+curves carry too few points to estimate it (a weak prior, one decade wide)."""
+
+DEFAULT_DRIFT_VAR = 1e-4
+"""Prior centre of the slope-drift variance per unit log size (a slope that moves by
+about 0.01 per e-fold of data); weak, as ``DEFAULT_NOISE_VAR``."""
+
+_NOISE_GRID = np.exp(np.linspace(math.log(1e-7), math.log(1e-2), 21))
+_DRIFT_GRID = np.exp(np.linspace(math.log(1e-8), math.log(1e-1), 23))
+_PRIOR_SD = math.log(10.0)
+_BETA_GRID = np.linspace(0.01, 1.5, 60)
+# transition log-size u0 = log(F) / beta: far below the data (already in the power
+# phase, F negligible) up to beyond any target (still flat)
+_U0_GRID = np.concatenate([np.linspace(-60.0, -2.0, 15), np.linspace(0.0, math.log(1e8), 46)])
+_Z = float(norm.ppf(0.5 + LEVEL / 2))
+
+
+@dataclass(frozen=True)
+class _Trend:
+    """Filtered state at each curve's last point and its forecast ingredients."""
+
+    level: np.ndarray
+    slope: np.ndarray
+    cov: np.ndarray
+    """(M, 2, 2) covariance of (level, slope)."""
+    last_u: np.ndarray
+    scale: np.ndarray
+    """Per-model variance multiplier from its own standardized innovations."""
+    noise: float
+    drift: float
+
+    def forecast(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance of a new measured log-loss at log size ``u`` (one per model)."""
+        h = np.maximum(u - self.last_u, 0.0)
+        p = self.cov
+        var = p[:, 0, 0] + 2 * h * p[:, 0, 1] + h * h * p[:, 1, 1] + self.drift * h**3 / 3
+        return self.level + h * self.slope, self.scale * (var + self.noise)
+
+
+def _points(curve: Curve) -> tuple[np.ndarray, np.ndarray]:
+    """Log size and log loss of the fine-tuned points that can be used (finite, positive)."""
+    pairs = sorted(
+        (float(s), float(v))
+        for s, v in zip(curve.sizes, curve.losses, strict=False)
+        if s > 0 and math.isfinite(s) and math.isfinite(v) and v > 0
+    )
+    if not pairs:
+        return np.empty(0), np.empty(0)
+    d, y = np.asarray(pairs).T
+    return np.log(d), np.log(y)
+
+
+def _pad(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    n = max(len(u) for u, _ in rows)
+    m = len(rows)
+    uu, yy = np.zeros((m, n)), np.zeros((m, n))
+    mask = np.zeros((m, n), dtype=bool)
+    for i, (u, y) in enumerate(rows):
+        k = len(u)
+        uu[i, :k], yy[i, :k], mask[i, :k] = u, y, True
+        uu[i, k:], yy[i, k:] = u[-1], y[-1]
+    return uu, yy, mask
+
+
+def _filter(
+    uu: np.ndarray,
+    yy: np.ndarray,
+    mask: np.ndarray,
+    noise: np.ndarray,
+    drift: np.ndarray,
+    huber: float,
+) -> tuple[np.ndarray, ...]:
+    """Huberised local-linear-trend Kalman filter, vectorised over (grid cell, model).
+
+    ``noise`` and ``drift`` have shape (G,). The first point fixes the level and the
+    second the slope (diffuse start), so only the innovations from the third point on
+    carry likelihood. Returns log-likelihood (G, M), state (G, M, 2), covariance
+    (G, M, 2, 2), the sum of squared clipped standardized innovations (G, M) and their
+    count (M).
+    """
+    g, (m, n) = noise.size, yy.shape
+    s2 = noise[:, None]
+    q = drift[:, None]
+    x0 = np.broadcast_to(yy[:, 0], (g, m)).copy()
+    x1 = np.zeros((g, m))
+    p00 = np.full((g, m), 1e4)
+    p01 = np.zeros((g, m))
+    p11 = np.full((g, m), 1e4)
+    ll = np.zeros((g, m))
+    zz = np.zeros((g, m))
+    count = np.zeros(m)
+    last = uu[:, 0].copy()
+    for j in range(n):
+        v = mask[:, j]
+        if j:
+            d = np.where(v, uu[:, j] - last, 0.0)
+            x0 = x0 + d * x1
+            p00, p01, p11 = (
+                p00 + 2 * d * p01 + d * d * p11 + q * d**3 / 3,
+                p01 + d * p11 + q * d * d / 2,
+                p11 + q * d,
+            )
+        s = p00 + s2
+        r = np.where(v, yy[:, j] - x0, 0.0)
+        sd = np.sqrt(s)
+        z = r / sd
+        zc = np.clip(z, -huber, huber)
+        rc = zc * sd
+        if j >= 2:
+            rho = np.where(np.abs(z) <= huber, 0.5 * z * z, huber * np.abs(z) - 0.5 * huber**2)
+            ll += np.where(v, -0.5 * np.log(2 * np.pi * s) - rho, 0.0)
+            zz += np.where(v, zc * zc, 0.0)
+            count += v
+        k0, k1 = p00 / s, p01 / s
+        x0 = x0 + k0 * rc + (r - rc)
+        x1 = x1 + k1 * rc
+        p00, p01, p11 = (
+            np.where(v, (1 - k0) * p00, p00),
+            np.where(v, (1 - k0) * p01, p01),
+            np.where(v, p11 - k1 * p01, p11),
+        )
+        last = np.where(v, uu[:, j], last)
+    cov = np.stack([np.stack([p00, p01], -1), np.stack([p01, p11], -1)], -2)
+    return ll, np.stack([x0, x1], -1), cov, zz, count
+
+
+def _fit_trend(
+    rows: Sequence[tuple[np.ndarray, np.ndarray]],
+    hyper: tuple[float, float] | None = None,
+    huber: float = HUBER,
+) -> _Trend:
+    """Filter every curve; noise and drift by pooled maximum a posteriori on a log grid."""
+    uu, yy, mask = _pad(rows)
+    if hyper is None:
+        gs, gq = np.meshgrid(_NOISE_GRID, _DRIFT_GRID, indexing="ij")
+        noise, drift = gs.ravel(), gq.ravel()
+    else:
+        noise, drift = np.array([hyper[0]]), np.array([hyper[1]])
+    ll, x, cov, zz, count = _filter(uu, yy, mask, noise, drift, huber)
+    score = ll.sum(1)
+    if hyper is None:
+        score = score - 0.5 * (
+            (np.log(noise / DEFAULT_NOISE_VAR) / _PRIOR_SD) ** 2
+            + (np.log(drift / DEFAULT_DRIFT_VAR) / _PRIOR_SD) ** 2
+        )
+    g = int(np.argmax(score))
+    # a model's own innovations rescale its variance, shrunk to 1 by two pseudo-innovations
+    scale = (2.0 + zz[g]) / (2.0 + count)
+    last = np.array([u[-1] for u, _ in rows])
+    return _Trend(x[g, :, 0], x[g, :, 1], cov[g], last, scale, float(noise[g]), float(drift[g]))
+
+
+@dataclass(frozen=True)
+class _Law:
+    """Grid posterior of the LensLLM law (E = 0) on one curve, summarised."""
+
+    accel: float
+    """Posterior mean of the law's log-loss drop from budget to target beyond its tangent."""
+    accel_sd: float
+    fit: FitResult
+
+
+def _law_posterior(u: np.ndarray, y: np.ndarray, u_target: float, noise: float) -> _Law:
+    """Posterior over (beta, u0) of log L = a - softplus(beta (log D - u0)), a profiled.
+
+    This is L = B / (F + D^beta) with F = exp(beta u0), B = exp(a) F. The acceleration
+    -softplus(beta (uT - u0)) + softplus(beta (ub - u0)) + beta sigmoid(beta (ub - u0)) h
+    does not depend on a, so one grid pass gives its whole posterior. The noise
+    variance is the trend's, inflated to the law's own misfit where that is larger.
+    """
+    beta = _BETA_GRID[:, None, None]
+    u0 = _U0_GRID[None, :, None]
+    sp = np.logaddexp(0.0, beta * (u - u0))  # (B, U, n)
+    a = (y + sp).mean(-1)
+    sse = ((a[..., None] - sp - y) ** 2).sum(-1)
+    n = u.size
+    s2 = max(noise, float(sse.min()) / max(n - 3, 1))
+    logw = -sse / (2 * s2)
+    w = np.exp(logw - logsumexp(logw))
+    ub = float(u[-1])
+    h = u_target - ub
+    b2, u02 = _BETA_GRID[:, None], _U0_GRID[None, :]
+    acc = (
+        -np.logaddexp(0.0, b2 * (u_target - u02))
+        + np.logaddexp(0.0, b2 * (ub - u02))
+        + b2 * expit(b2 * (ub - u02)) * h
+    )
+    mean = float((w * acc).sum())
+    sd = float(math.sqrt(max((w * (acc - mean) ** 2).sum(), 0.0)))
+    i, k = np.unravel_index(int(np.argmin(sse)), sse.shape)
+    bt, u0k = float(_BETA_GRID[i]), float(_U0_GRID[k])
+    logf = bt * u0k
+    params = {"B": math.exp(float(a[i, k]) + logf), "F": math.exp(logf), "beta": bt, "E": 0.0}
+    rms = math.sqrt(float(sse[i, k]) / n)
+    return _Law(mean, sd, FitResult("lensllm", params, True, rms, "", n))
+
+
+def _spectral_law(curve: Curve, u_target: float, grid: _Law, seed: int) -> _Law:
+    """With an NTK spectrum, the acceleration and fit come from F(Theta, t) (core.laws)."""
+    fit = fit_law("lensllm", curve.sizes, curve.losses, spectrum=curve.spectrum, seed=seed)
+    if not fit.ok:
+        return grid
+    u, _ = _points(curve)
+    ub = float(u[-1])
+    eps = 1e-3
+    lp = np.log(fit.predict(np.exp([ub, ub + eps, u_target])))
+    if not np.all(np.isfinite(lp)):
+        return _Law(grid.accel, grid.accel_sd, fit)
+    accel = float(lp[2] - (lp[0] + (lp[1] - lp[0]) / eps * (u_target - ub)))
+    return _Law(accel, grid.accel_sd, fit)
+
+
+def _pooled(means: np.ndarray, sds: np.ndarray) -> tuple[float, float]:
+    """Normal-normal empirical Bayes: the candidates' common acceleration and its spread."""
+    if means.size == 1:
+        return float(means[0]), 0.0
+    tau2 = max(float(np.var(means)) - float(np.mean(sds**2)), 0.0)
+    w = 1.0 / np.maximum(tau2 + sds**2, 1e-12)
+    return float((w * means).sum() / w.sum()), tau2
+
+
+def _backtest_gain(
+    rows: Sequence[tuple[np.ndarray, np.ndarray]], hyper: tuple[float, float], huber: float
+) -> float:
+    """How much of the pooled law acceleration the curves' own past supports, in [0, 1].
+
+    Each curve is cut at its last size / k (k from ``LOOKBACK``, the largest leaving
+    ``MIN_LAW_POINTS`` points), forecast to its last point by the trend, and the mean
+    miss is regressed on the pooled acceleration the law predicted over the same span.
+    """
+    accs: list[float] = []
+    sds: list[float] = []
+    subs, targets, lasts = [], [], []
+    for u, y in rows:
+        for k in LOOKBACK:
+            keep = u <= u[-1] - math.log(k) + 1e-9
+            if keep.sum() >= MIN_LAW_POINTS:
+                subs.append((u[keep], y[keep]))
+                targets.append(float(u[-1]))
+                lasts.append(float(y[-1]))
+                break
+    if len(subs) < MIN_POOL:  # one or two backtests say little about the candidates
+        return 0.0
+    trend = _fit_trend(subs, hyper, huber)
+    mean, _ = trend.forecast(np.asarray(targets))
+    for (u, y), ut in zip(subs, targets, strict=True):
+        law = _law_posterior(u, y, ut, trend.noise)
+        accs.append(law.accel)
+        sds.append(law.accel_sd)
+    needs = np.asarray(lasts) - mean
+    mu, _ = _pooled(np.asarray(accs), np.asarray(sds))
+    if mu >= 0:
+        return 0.0
+    return float(np.clip(np.mean(needs) / mu, 0.0, 1.0))
+
+
+def _fallback(curve: Curve, why: str) -> Prediction:
+    seen = [
+        (s, v)
+        for s, v in zip(curve.sizes, curve.losses, strict=False)
+        if s > 0 and math.isfinite(v) and v > 0
+    ]
+    if seen:
+        size, loss = max(seen)
+        return Prediction(
+            curve.model,
+            float(loss),
+            ok=False,
+            reason=f"lensllm: {why}; ranked by the loss at {size}",
+        )
+    return Prediction(curve.model, math.inf, ok=False, reason=f"lensllm: {why}; ranked last")
+
+
+def predict_lensllm(
+    curves: Sequence[Curve],
+    budget: int,
+    target: int,
+    *,
+    seed: int = 0,
+    huber: float = HUBER,
+    accelerate: bool = True,
+) -> list[Prediction]:
+    """One Prediction per curve, in input order; never raises on data.
+
+    ``curves`` are already cut to ``budget``. Curves with fewer than two usable
+    points get a fallback prediction (their last loss, or ranked last) with a reason.
+    Pass every candidate in one call: noise, slope drift and the acceleration are
+    pooled over the curves given (one curve alone still works, less sharply).
+    ``huber`` and ``accelerate`` exist for ablations (benchmarks/flagship_eval.py).
+    """
+    del budget  # the curves are already cut; each is forecast from its own last point
+    u_target = math.log(target) if target > 0 else math.nan
+    pts = [_points(c) for c in curves]
+    usable = [i for i, (u, _) in enumerate(pts) if u.size >= 2 and u[-1] < u_target]
+    out: list[Prediction | None] = [None] * len(curves)
+    for i, (c, (u, _y)) in enumerate(zip(curves, pts, strict=True)):
+        if i in usable:
+            continue
+        if not math.isfinite(u_target):
+            why = f"target {target} is not a positive size"
+        elif u.size and u[-1] >= u_target:
+            why = "already measured at or beyond the target"
+        else:
+            why = f"{u.size} usable fine-tuned point(s), need 2 for a trend"
+        out[i] = _fallback(c, why)
+    if usable:
+        rows = [pts[i] for i in usable]
+        trend = _fit_trend(rows, huber=huber)
+        hyper = (trend.noise, trend.drift)
+        laws: list[_Law | None] = []
+        for i in usable:
+            u, y = pts[i]
+            if u.size < MIN_LAW_POINTS:
+                laws.append(None)
+                continue
+            law = _law_posterior(u, y, u_target, trend.noise)
+            if curves[i].spectrum is not None:
+                law = _spectral_law(curves[i], u_target, law, seed)
+            laws.append(law)
+        have = [law for law in laws if law is not None]
+        pooled = accelerate and len(have) >= MIN_POOL
+        mu, tau2, gain = 0.0, 0.0, 0.0
+        if pooled:
+            mu, tau2 = _pooled(
+                np.array([law.accel for law in have]), np.array([law.accel_sd for law in have])
+            )
+            gain = _backtest_gain(rows, hyper, huber)
+        mean, var = trend.forecast(np.full(len(rows), u_target))
+        for j, i in enumerate(usable):
+            law = laws[j]
+            if law is None or not accelerate:
+                extra = 0.0
+            elif pooled:
+                extra = gain**2 * (tau2 + law.accel_sd**2)
+            else:  # an unpooled acceleration may or may not be real: spread, not shift
+                extra = law.accel**2 + law.accel_sd**2
+            centre = float(mean[j] + gain * mu)
+            sd = math.sqrt(max(float(var[j]) + extra, 0.0))
+            if not (math.isfinite(centre) and math.isfinite(sd) and abs(centre) < 700):
+                out[i] = _fallback(curves[i], "non-finite forecast")
+                continue
+            predicted = math.exp(centre)
+            tr = detect_transition(curves[i])
+            reason = "" if law is not None else "too few points for the law; trend only"
+            out[i] = Prediction(
+                curves[i].model,
+                predicted,
+                predicted,
+                math.exp(centre - _Z * sd),
+                math.exp(centre + _Z * sd),
+                tr.size,
+                None if law is None else law.fit,
+                True,
+                reason,
+            )
+    return [p for p in out if p is not None]

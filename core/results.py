@@ -1,0 +1,177 @@
+"""What a run has measured and concluded so far, and its files on disk.
+
+The runner keeps one ``RunRecord`` up to date as points finish and laws are
+refitted, and writes it after every point: ``results.json`` (everything a
+script or a reader needs, with ``null`` for what is not known) and
+``curves.csv`` (the benchmark wide format, so a run can be replayed by the
+``bench`` and ``fit`` commands). Both are written to a temporary file and
+renamed into place, so a crash at any moment leaves either the previous
+complete file or the new complete file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import RunConfig
+from core.curves import Curve, write_wide_csv
+from core.events import RankEntry
+from core.spectrum import NTKSpectrum
+
+RESULTS_VERSION = 1
+RESULTS_NAME = "results.json"
+CURVES_NAME = "curves.csv"
+CONFIG_NAME = "config.toml"
+
+
+@dataclass
+class PointRecord:
+    """One measured point as reported: where it came from and what it cost."""
+
+    size: int
+    loss: float
+    flops: float
+    seconds: float
+    steps: int
+    train_tokens: int
+    eval_tokens: int
+    reused: bool
+
+
+@dataclass
+class ModelRecord:
+    """Everything known about one candidate; ``failed`` holds the reason if it failed."""
+
+    model: str
+    params: float | None = None
+    family: str = ""
+    points: list[PointRecord] = field(default_factory=list)
+    law: dict[str, Any] | None = None
+    transition: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    ntk: dict[str, Any] | None = None
+    spectrum: NTKSpectrum | None = None
+    failed: str | None = None
+
+    def add_point(self, point: PointRecord) -> None:
+        self.points = [p for p in self.points if p.size != point.size]
+        self.points.append(point)
+        self.points.sort(key=lambda p: p.size)
+
+    def curve(self) -> Curve:
+        """The measured curve (finite, positive losses only) with the NTK spectrum if any."""
+        return Curve(
+            self.model,
+            tuple(p.size for p in self.points),
+            tuple(p.loss for p in self.points),
+            self.params,
+            self.family,
+            self.spectrum,
+        ).valid()
+
+
+@dataclass
+class RunRecord:
+    """The whole run's state, as written to ``results.json``."""
+
+    config: RunConfig
+    out_dir: Path
+    models: dict[str, ModelRecord]
+    dataset: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    ranking: tuple[RankEntry, ...] = ()
+    selector: dict[str, Any] = field(default_factory=dict)
+    status: str = "running"
+    seconds: float = 0.0
+
+    def failures(self) -> list[tuple[str, str]]:
+        return [(m.model, m.failed) for m in self.models.values() if m.failed is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return _finite(
+            {
+                "version": RESULTS_VERSION,
+                "status": self.status,
+                "out_dir": str(self.out_dir),
+                "seconds": self.seconds,
+                "config": self.config.to_dict(),
+                "dataset": self.dataset,
+                "warnings": list(self.warnings),
+                "models": [
+                    {
+                        "model": m.model,
+                        "params": m.params,
+                        "family": m.family,
+                        "failed": m.failed,
+                        "points": [vars(p).copy() for p in m.points],
+                        "law": m.law,
+                        "transition": m.transition,
+                        "prediction": m.prediction,
+                        "ntk": m.ntk,
+                    }
+                    for m in self.models.values()
+                ],
+                "selector": self.selector,
+                "ranking": [
+                    {
+                        "rank": e.rank,
+                        "model": e.model,
+                        "predicted_target": e.predicted_target,
+                        "low": e.low,
+                        "high": e.high,
+                        "score": e.score,
+                    }
+                    for e in self.ranking
+                ],
+                "failures": [{"model": m, "reason": r} for m, r in self.failures()],
+            }
+        )
+
+    def write(self) -> None:
+        """Write results.json and curves.csv atomically (temp file + os.replace)."""
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        atomic_write_text(self.out_dir / RESULTS_NAME, text + "\n")
+        curves = [m.curve() for m in self.models.values() if m.points]
+        if curves:
+            tmp = _temp_path(self.out_dir / CURVES_NAME)
+            try:
+                write_wide_csv(tmp, curves)
+                os.replace(tmp, self.out_dir / CURVES_NAME)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    tmp = _temp_path(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temp_path(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinities by None: results.json must be strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

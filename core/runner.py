@@ -1,0 +1,606 @@
+"""The progressive schedule across candidates, as one plain generator of events.
+
+``run_events`` is the whole engine loop: for each model, the zero-shot loss and
+then each size of the ladder, refitting the model's law and the ranking after
+every new point. It is a generator of ``core.events`` so that every front end
+(the Textual worker, the headless console, the tests) consumes the same stream
+and none of them holds engine state.
+
+Training runs in a helper thread while the generator polls it, because
+``train_point`` reports progress through a callback and a generator cannot
+yield from inside a callback; polling also lets progress be emitted by time
+(about every 0.25 s) rather than per step. The cancel event is checked between
+points and handed to ``train_point``, which checks it every step.
+
+Every finished point goes to the SQLite store (core/store.py) in one
+transaction before anything else happens, and results.json / curves.csv are
+rewritten atomically after every point, so a crash loses at most the point in
+progress and a rerun into the same directory recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, RunConfig
+from core.curves import Curve
+from core.events import (
+    Event,
+    LawFitted,
+    ModelFailed,
+    NTKComputed,
+    PhaseDetected,
+    PointFailed,
+    PointFinished,
+    PointProgress,
+    PointStarted,
+    RankEntry,
+    RankingUpdated,
+    RunCancelled,
+    RunFinished,
+    RunStarted,
+)
+from core.phase import detect_transition
+from core.results import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
+from core.spectrum import NTKSpectrum
+from core.store import STORE_NAME, PointKey, Store, settings_hash
+
+PROGRESS_INTERVAL = 0.25
+"""Seconds between PointProgress events: by time, never per step."""
+
+RUNS_DIR = Path("runs")
+"""Where a run without an explicit out_dir gets its own timestamped directory."""
+
+
+def plan_sizes(config: RunConfig, sizes: list[int]) -> list[int]:
+    """The sizes to measure for one model, in order: zero-shot (0) then the ladder.
+
+    The one place a scheduling policy decides what to run; an adaptive policy
+    (issue 8) replaces this with a decision after each point.
+    """
+    if config.policy != "ladder":
+        raise ConfigError(
+            f"policy {config.policy!r} is not available yet; use policy 'ladder' "
+            "(every size for every model)"
+        )
+    return [0, *sizes]
+
+
+def resolve_out_dir(config: RunConfig, now: float | None = None) -> Path:
+    """The run's directory: config.out_dir, or a new timestamped one under ./runs/."""
+    if config.out_dir:
+        return Path(config.out_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    path = RUNS_DIR / stamp
+    n = 2
+    while path.exists():
+        path = RUNS_DIR / f"{stamp}-{n}"
+        n += 1
+    return path
+
+
+def point_hparams(config: RunConfig, device_kind: str) -> dict[str, Any]:
+    """What, besides model, data fingerprint, size and seed, decides a point's loss."""
+    train = dataclasses.asdict(config.train)
+    train.pop("seed")
+    return {"train": train, "data": dataclasses.asdict(config.data), "device": device_kind}
+
+
+def run_events(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+    """Run ``config`` and yield its events; ConfigError/DataError for run-level problems.
+
+    Configuration problems (an unavailable policy) raise here, before the
+    generator starts; a dataset that cannot be loaded raises ``DataError`` on
+    the first ``next()``. Per-model problems are events (ModelFailed), never
+    exceptions. The generator may be closed early: it then stops training and
+    closes the store.
+    """
+    plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
+    return _run(config, cancel if cancel is not None else threading.Event())
+
+
+def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
+    from core import data as data_mod
+
+    t0 = time.time()
+    out_dir = resolve_out_dir(config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(config, out_dir=str(out_dir))
+    config.save_toml(out_dir / CONFIG_NAME)
+
+    task = data_mod.load_task(config.data)
+    sizes, warnings = _clip_ladder(task, config.sizes)
+    record = RunRecord(
+        config=config,
+        out_dir=out_dir,
+        models={m: ModelRecord(m) for m in config.models},
+        dataset={
+            "source": config.data.source,
+            "fingerprint": task.fingerprint,
+            "train_examples": task.max_train_size,
+            "sizes": sizes,
+        },
+        warnings=warnings,
+    )
+    run = _Run(config, task, Store(out_dir / STORE_NAME), record, cancel, _device(config.device))
+    plans = {m: plan_sizes(config, sizes) for m in config.models}
+    total = sum(len(p) for p in plans.values())
+    try:
+        yield RunStarted(
+            models=tuple(config.models),
+            sizes=tuple(sizes),
+            target=config.target,
+            out_dir=str(out_dir),
+            dataset=config.data.source,
+            total_points=total,
+            warnings=tuple(warnings),
+        )
+        record.write()
+        index = 0
+        for name in config.models:
+            yield from run.model(name, plans[name], index, total)
+            index += len(plans[name])
+            if cancel.is_set():
+                break
+
+        record.seconds = time.time() - t0
+        if cancel.is_set():
+            record.status = "cancelled"
+            record.write()
+            yield RunCancelled(str(out_dir), "cancelled", kept=run.computed + run.reused)
+            return
+        record.status = "finished"
+        record.write()
+        yield RunFinished(
+            str(out_dir),
+            record.ranking,
+            tuple(record.failures()),
+            record.seconds,
+            computed=run.computed,
+            reused=run.reused,
+        )
+    finally:
+        run.stop.set()
+        run.store.close()
+
+
+def ntk_settings(config: RunConfig) -> dict[str, Any]:
+    """What decides a model's NTK spectrum besides the model and the data fingerprint."""
+    return {
+        "probe_size": config.ntk.probe_size,
+        "projection_dim": config.ntk.projection_dim,
+        "seed": config.ntk.seed,
+        "max_length": config.data.max_length,
+    }
+
+
+class _Run:
+    """The state one run shares across models: data, store, record, cancel, counters."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        task: Any,
+        store: Store,
+        record: RunRecord,
+        cancel: threading.Event,
+        device: str,
+    ) -> None:
+        self.config = config
+        self.task = task
+        self.store = store
+        self.record = record
+        self.cancel = cancel
+        self.device = device
+        self.stop = threading.Event()  # what training threads watch (cancel or generator closed)
+        self.hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
+        self.computed = 0
+        self.reused = 0
+
+    def model(self, name: str, sizes: list[int], index: int, total: int) -> Iterator[Event]:
+        """One candidate: resolve, NTK probe, then every planned size (reusing stored points)."""
+        from core import models as models_mod
+
+        rec = self.record.models[name]
+        try:
+            spec = models_mod.resolve_model(name)
+        except Exception as exc:
+            yield from self._fail(rec, _reason(exc))
+            return
+        rec.params = float(spec.params) if spec.params else None
+        rec.family = spec.family
+        # (model, tokenizer), loaded on first need only: a fully reused model never loads.
+        loaded = _Lazy(functools.partial(models_mod.load_model, spec, self.device))
+        try:
+            if self.config.ntk.enabled and not self.cancel.is_set():
+                yield from self._ntk(rec, spec, loaded)
+            dirty = False
+            for size in sizes:
+                if self.cancel.is_set() or rec.failed is not None:
+                    break
+                index += 1
+                yield PointStarted(name, size, index, total)
+                key = PointKey(
+                    name, self.task.fingerprint, size, self.config.train.seed, self.hparams_hash
+                )
+                stored = self.store.get_point(key)
+                if stored is not None:
+                    self.reused += 1
+                    rec.add_point(_point_record(stored, reused=True))
+                    dirty = True
+                    yield PointFinished(name, size, stored.loss, stored.flops, stored.seconds, True)
+                    self.record.write()
+                    continue
+                yield from self._point(rec, spec, loaded, key)
+                if rec.failed is None and any(p.size == size for p in rec.points):
+                    yield from _refit(self.config, self.record, name)
+                    dirty = False
+                    self.record.write()
+            if rec.failed is None and dirty:
+                yield from _refit(self.config, self.record, name)
+                self.record.write()
+        except _ModelFailure as failure:
+            yield from self._fail(rec, str(failure))
+        finally:
+            loaded.value = None  # free the weights before the next model
+
+    def _fail(self, rec: ModelRecord, reason: str) -> Iterator[Event]:
+        rec.failed = reason
+        yield ModelFailed(rec.model, reason)
+        if any(e.model == rec.model for e in self.record.ranking):
+            yield from _refit(self.config, self.record, None)  # drop it from the ranking
+        self.record.write()
+
+    def _load(self, loaded: _Lazy) -> Any:
+        try:
+            return loaded.get()
+        except Exception as exc:
+            raise _ModelFailure(_reason(exc)) from exc
+
+    def _point(self, rec: ModelRecord, spec: Any, loaded: _Lazy, key: PointKey) -> Iterator[Event]:
+        """Train and measure one new point in a worker thread; store it in one transaction."""
+        from core import train as train_mod
+
+        pair = self._load(loaded)
+        config = self.config
+        outcome: dict[str, Any] = {}
+        yield from _polled(
+            lambda on_progress: train_mod.train_point(
+                spec,
+                self.task,
+                key.size,
+                config.train,
+                config.data,
+                device=self.device,
+                cancel=self.stop,
+                on_progress=on_progress,
+                model_and_tokenizer=pair,
+            ),
+            rec.model,
+            key.size,
+            self.cancel,
+            self.stop,
+            outcome,
+        )
+        if "error" in outcome:
+            exc = outcome["error"]
+            if isinstance(exc, train_mod.Cancelled) or self.cancel.is_set():
+                return
+            reason = _reason(exc)
+            yield PointFailed(rec.model, key.size, reason)
+            raise _ModelFailure(f"point at size {key.size} failed: {reason}")
+        res = outcome["result"]
+        stored = self.store.put_point(
+            key,
+            loss=res.loss,
+            flops=res.flops,
+            seconds=res.seconds,
+            steps=res.steps,
+            train_tokens=res.train_tokens,
+            eval_tokens=res.eval_tokens,
+            hparams=res.hparams,
+        )
+        self.computed += 1
+        rec.add_point(_point_record(stored, reused=False))
+        yield PointFinished(rec.model, key.size, res.loss, res.flops, res.seconds, False)
+
+    def _ntk(self, rec: ModelRecord, spec: Any, loaded: _Lazy) -> Iterator[Event]:
+        """The model's NTK spectrum on the probe set: from the store, or computed once.
+
+        A failed probe is reported (ok=False, with the reason) and the model goes
+        on without a spectrum, so its law falls back to F free.
+        """
+        try:
+            from core import ntk as ntk_mod
+        except ImportError:  # the NTK probe is optional
+            return
+        from core.data import make_batch
+
+        settings = ntk_settings(self.config)
+        fp = self.task.fingerprint
+        got = self.store.get_spectrum(rec.model, fp, settings)
+        if got is not None:
+            rec.spectrum = NTKSpectrum.from_dict(got.spectrum)
+            rec.ntk = {**got.summary, "reused": True}
+            yield _ntk_event(rec.model, got.summary)
+            return
+        model, tokenizer = self._load(loaded)
+        outcome: dict[str, Any] = {}
+        cfg = self.config
+
+        def probe(on_progress: Callable[..., None]) -> Any:
+            batch = make_batch(
+                self.task,
+                tokenizer,
+                spec.kind,
+                cfg.ntk.probe_size,
+                max_length=cfg.data.max_length,
+            )
+            return ntk_mod.probe_ntk(
+                model, batch, projection_dim=cfg.ntk.projection_dim, seed=cfg.ntk.seed
+            )
+
+        yield from _polled(probe, rec.model, -1, self.cancel, self.stop, outcome)
+        if "error" in outcome:
+            reason = _reason(outcome["error"])
+            rec.ntk = {"ok": False, "reason": reason}
+            yield NTKComputed(rec.model, 0, math.nan, (), math.nan, 0.0, ok=False, reason=reason)
+            return
+        result = outcome["result"]
+        try:
+            spectrum = result.spectrum
+            if not all(math.isfinite(x) for x in (*spectrum.eigenvalues, *spectrum.weights)):
+                raise ValueError("the NTK spectrum is not finite")
+        except Exception as exc:
+            reason = _reason(exc)
+            rec.ntk = {"ok": False, "reason": reason}
+            yield NTKComputed(
+                rec.model, result.n, math.nan, (), math.nan, result.seconds, ok=False, reason=reason
+            )
+            return
+        summary = {
+            "ok": True,
+            "n": result.n,
+            "trace": spectrum.trace,
+            "top_eigenvalues": list(spectrum.top(5)),
+            "effective_rank": spectrum.effective_rank,
+            "seconds": result.seconds,
+            "flops": result.flops,
+            "path": result.path,
+            "projection_dim": result.projection_dim,
+        }
+        self.store.put_spectrum(rec.model, fp, settings, spectrum.to_dict(), summary)
+        rec.spectrum = spectrum
+        rec.ntk = {**summary, "reused": False}
+        yield _ntk_event(rec.model, summary)
+
+
+class _ModelFailure(Exception):
+    """Internal: this model cannot go on (load error, failed point); carries the reason."""
+
+
+def _ntk_event(model: str, summary: dict[str, Any]) -> NTKComputed:
+    return NTKComputed(
+        model=model,
+        n=int(summary.get("n", 0)),
+        trace=float(summary.get("trace", math.nan)),
+        top_eigenvalues=tuple(float(x) for x in summary.get("top_eigenvalues", ())),
+        effective_rank=float(summary.get("effective_rank", math.nan)),
+        seconds=float(summary.get("seconds", 0.0)),
+    )
+
+
+class _Lazy:
+    """A value built on first use (a model's weights: skipped when every point is reused)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
+        self.value: Any = None
+
+    def get(self) -> Any:
+        if self.value is None:
+            self.value = self.build()
+        return self.value
+
+
+def _polled(
+    start: Callable[[Callable[..., None]], Any],
+    model: str,
+    size: int,
+    cancel: threading.Event,
+    stop: threading.Event,
+    outcome: dict[str, Any],
+) -> Iterator[Event]:
+    """Run ``start`` in a thread; yield throttled progress; put its result or error in outcome.
+
+    ``size`` -1 marks work that is not a point (the NTK probe): no progress events.
+    """
+    latest: list[tuple[int, int, float]] = []
+
+    def on_progress(step: int, total_steps: int, train_loss: float) -> None:
+        latest[:] = [(int(step), int(total_steps), float(train_loss))]
+
+    def target() -> None:
+        try:
+            outcome["result"] = start(on_progress)
+        except BaseException as exc:  # reported as a point failure, never lost
+            outcome["error"] = exc
+
+    stop.clear()
+    worker = threading.Thread(target=target, name=f"train {model}@{size}", daemon=True)
+    worker.start()
+    last_emit = 0.0
+    last_sent: tuple[int, int, float] | None = None
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+            if cancel.is_set():
+                stop.set()
+            now = time.monotonic()
+            if (
+                size >= 0
+                and latest
+                and latest[0] != last_sent
+                and now - last_emit >= PROGRESS_INTERVAL
+            ):
+                last_sent = latest[0]
+                last_emit = now
+                yield PointProgress(model, size, *last_sent)
+    finally:
+        # Closed early (consumer gone) or done: make sure training stops before we return.
+        if worker.is_alive():
+            stop.set()
+            worker.join()
+
+
+def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[Event]:
+    """Refit every live curve with the configured selector; report ``model``'s law and phase."""
+    from core.select import select
+
+    live = [m for m in record.models.values() if m.failed is None and m.curve().sizes]
+    if not live:
+        record.ranking = ()
+        return
+    curves = [m.curve() for m in live]
+    budget = max(max(c.sizes) for c in curves)
+    if budget <= 0:  # only zero-shot points so far: nothing to fit a law to yet
+        selection = None
+        reason = "only the zero-shot point so far"
+    else:
+        try:
+            selection = select(
+                config.selector, curves, budget=budget, target=config.target, seed=config.train.seed
+            )
+            reason = ""
+        except Exception as exc:  # a selector problem is a result with a reason, not a crash
+            selection = None
+            reason = f"{config.selector} selection failed: {_reason(exc)}"
+    if selection is None:
+        if model is not None:
+            yield LawFitted(model=model, law=config.selector, params=(), ok=False, reason=reason)
+            yield PhaseDetected(model, None, 0.0)
+        yield RankingUpdated(record.ranking)
+        return
+    record.selector = {
+        "method": selection.method,
+        "budget": selection.budget,
+        "target": selection.target,
+        "seconds": selection.seconds,
+    }
+    for rec, curve, pred in zip(live, curves, selection.predictions, strict=True):
+        _update_model(rec, curve, pred, config.target)
+    by_model = {p.model: p for p in selection.predictions}
+    entries = []
+    for rank, name in enumerate(selection.ranking, start=1):
+        p = by_model[name]
+        entries.append(
+            RankEntry(rank, name, _num(p.predicted), _num(p.low), _num(p.high), _num(p.score))
+        )
+    record.ranking = tuple(entries)
+    if model is not None and model in by_model:
+        rec = record.models[model]
+        pred = by_model[model]
+        law = rec.law or {}
+        yield LawFitted(
+            model=model,
+            law=str(law.get("law", config.selector)),
+            params=tuple(sorted((k, float(v)) for k, v in (law.get("params") or {}).items())),
+            ok=bool(law.get("ok", False)) and bool(pred.ok),
+            residual=_num(law.get("residual")),
+            predicted_target=_num(pred.predicted),
+            interval=(_num(pred.low), _num(pred.high)),
+            reason=str(law.get("reason") or pred.reason or ""),
+        )
+        tr = rec.transition or {}
+        yield PhaseDetected(model, tr.get("size"), _num(tr.get("confidence"), 0.0))
+    yield RankingUpdated(record.ranking)
+
+
+def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> None:
+    fit = getattr(pred, "fit", None)
+    if fit is not None:
+        rec.law = {
+            "law": fit.law,
+            "params": {k: float(v) for k, v in fit.params.items()},
+            "ok": bool(fit.ok),
+            "residual": _num(fit.residual),
+            "reason": fit.reason or "",
+        }
+    else:
+        rec.law = {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
+    # The phase call with its confidence comes from core.phase; a selector that
+    # places the transition itself (e.g. ATS) is recorded alongside.
+    tr = detect_transition(curve)
+    rec.transition = {"size": tr.size, "confidence": tr.confidence, "reason": tr.reason}
+    if pred.transition is not None and pred.transition != tr.size:
+        rec.transition["selector_size"] = int(pred.transition)
+    rec.prediction = {
+        "target": target,
+        "predicted": _num(pred.predicted),
+        "low": _num(pred.low),
+        "high": _num(pred.high),
+        "score": _num(pred.score),
+        "ok": bool(pred.ok),
+        "reason": pred.reason or "",
+    }
+
+
+def _point_record(stored: Any, *, reused: bool) -> PointRecord:
+    return PointRecord(
+        size=stored.key.size,
+        loss=stored.loss,
+        flops=stored.flops,
+        seconds=stored.seconds,
+        steps=stored.steps,
+        train_tokens=stored.train_tokens,
+        eval_tokens=stored.eval_tokens,
+        reused=reused,
+    )
+
+
+def _clip_ladder(task: Any, sizes: list[int]) -> tuple[list[int], list[str]]:
+    """Drop ladder sizes the training split cannot supply, with a warning saying so."""
+    from core.data import DataError
+
+    kept, dropped = task.clip_ladder(sizes)
+    if not kept:
+        raise DataError(
+            f"the dataset has {task.max_train_size} training examples, fewer than the "
+            f"smallest ladder size {sizes[0]}"
+        )
+    if not dropped:
+        return list(kept), []
+    return list(kept), [
+        f"the dataset has {task.max_train_size} training examples; ladder size(s) "
+        f"{', '.join(map(str, dropped))} dropped"
+    ]
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a failure: the exception's message, with its type if it is not ours."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__name__.endswith(("ModelError", "DataError", "PointError")):
+        return msg
+    return f"{type(exc).__name__}: {msg}"
+
+
+def _num(value: Any, default: float = float("nan")) -> float:
+    try:
+        return default if value is None else float(value)
+    except (TypeError, ValueError):
+        return default

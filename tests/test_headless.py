@@ -1,0 +1,168 @@
+"""`lensllm-tui run --no-ui` as a user runs it: exit codes, output, kill -9 and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.config import DataConfig, NTKConfig, RunConfig, TrainConfig
+from lensllm_tui.cli import app
+from lensllm_tui.headless import EXIT_CANCELLED, EXIT_MODEL_FAILED, EXIT_OK
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "tiny:gpt2-s"
+BAD = "no-such-org/no-such-model-xyz"
+cli = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def zoo_env(zoo_cache: Path) -> Iterator[Path]:
+    """Point the zoo cache at the session's quickly built tiny models (env reaches children)."""
+    old = os.environ.get("LENSLLM_TUI_CACHE")
+    os.environ["LENSLLM_TUI_CACHE"] = str(zoo_cache)
+    yield zoo_cache
+    if old is None:
+        os.environ.pop("LENSLLM_TUI_CACHE", None)
+    else:
+        os.environ["LENSLLM_TUI_CACHE"] = old
+
+
+def write_config(path: Path, out: Path, models: list[str], sizes: list[int]) -> Path:
+    RunConfig(
+        models=models,
+        sizes=sizes,
+        target=800,
+        data=DataConfig(validation_size=8, test_size=24, max_length=32),
+        train=TrainConfig(batch_size=8, min_steps=2),
+        ntk=NTKConfig(enabled=False),
+        out_dir=str(out),
+        device="cpu",
+    ).save_toml(path)
+    return path
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def model_entry(res: dict, model: str) -> dict:
+    return next(m for m in res["models"] if m["model"] == model)
+
+
+def stored_points(out: Path) -> int:
+    db = out / "store.sqlite"
+    if not db.exists():
+        return 0
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT COUNT(*) FROM points").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(zoo_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete CLI run of a one-model, three-size config (the reference)."""
+    d = tmp_path_factory.mktemp("cli")
+    cfg = write_config(d / "run.toml", d / "out", [MODEL], [25, 50, 200])
+    res = cli.invoke(app, ["run", "--no-ui", "--config", str(cfg)])
+    assert res.exit_code == EXIT_OK, res.output
+    assert "Ranking" in res.output and MODEL in res.output
+    assert "results:" in res.output and "curves:" in res.output
+    assert "4 points computed, 0 reused" in res.output
+    return d / "out"
+
+
+def test_cli_run_writes_results(uninterrupted: Path) -> None:
+    res = results(uninterrupted)
+    assert res["status"] == "finished"
+    assert [p["size"] for p in model_entry(res, MODEL)["points"]] == [0, 25, 50, 200]
+    assert (uninterrupted / "curves.csv").is_file()
+
+
+def test_failed_model_sets_exit_code_and_summary(
+    uninterrupted: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = write_config(tmp_path / "run.toml", uninterrupted, [BAD, MODEL], [25, 50, 200])
+    res = cli.invoke(app, ["run", "--no-ui", "--config", str(cfg)])
+    assert res.exit_code == EXIT_MODEL_FAILED, res.output
+    assert "0 points computed, 4 reused" in res.output
+    summary = [line for line in res.output.splitlines() if "model(s) failed" in line]
+    assert len(summary) == 1 and BAD in summary[0]
+    assert "Traceback" not in res.output
+    assert results(uninterrupted)["failures"][0]["model"] == BAD
+
+
+def test_sigkill_mid_run_then_rerun_reuses_points(uninterrupted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 200])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lensllm_tui.cli", "run", "--no-ui", "--config", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while stored_points(out) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    kept = stored_points(out)
+    assert 2 <= kept < 4
+    json.loads((out / "results.json").read_text())  # whatever was there is whole JSON
+    res = cli.invoke(app, ["run", "--no-ui", "--config", str(cfg)])
+    assert res.exit_code == EXIT_OK, res.output
+    assert f"{4 - kept} points computed, {kept} reused" in res.output
+    after, ref = results(out), results(uninterrupted)
+    points = model_entry(after, MODEL)["points"]
+    assert [p["reused"] for p in points] == [True] * kept + [False] * (4 - kept)
+    for p, q in zip(points, model_entry(ref, MODEL)["points"], strict=True):
+        assert p["size"] == q["size"]
+        assert p["loss"] == pytest.approx(q["loss"], rel=1e-5)
+    assert after["ranking"][0]["model"] == MODEL
+
+
+def test_ctrl_c_cancels_cleanly_with_exit_130(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 200])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lensllm_tui.cli", "run", "--no-ui", "--config", str(cfg)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while stored_points(out) < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_CANCELLED, output
+    assert "cancelled:" in output and "Traceback" not in output
+    assert results(out)["status"] == "cancelled"
+    assert 1 <= stored_points(out) < 4
+
+
+def test_models_command_lists_the_zoo() -> None:
+    res = cli.invoke(app, ["models"])
+    assert res.exit_code == 0, res.output
+    assert "tiny:gpt2-s" in res.output and "tiny:llama-l" in res.output
+    assert "gpt2" in res.output and "llama" in res.output
