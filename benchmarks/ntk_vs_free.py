@@ -164,12 +164,18 @@ def main() -> None:
     missing = sorted(set(points) - set(spectra))
     if missing:
         print(f"no NTK spectrum (left out of the comparison): {', '.join(missing)}")
+    planned = {0, *results["dataset"]["sizes"]}
+    partial = sorted(m for m in points if not planned <= set(points[m]))
+    if partial:  # an interrupted run: compare the models whose ladder is complete
+        print(f"ladder incomplete (left out of the comparison): {', '.join(partial)}")
+        for m in partial:
+            spectra.pop(m, None)
     sizes = sorted({s for pts in points.values() for s in pts if s > 0})
     budgets = args.budgets or [s for s in sizes[:-1] if s >= sizes[min(2, len(sizes) - 1)]]
     rows = compare(points, spectra, budgets)
 
     print()
-    print("models:", ", ".join(m for m in points if m in spectra))
+    print("models compared:", ", ".join(m for m in points if m in spectra))
     print("measured losses:")
     for m, pts in points.items():
         print(f"  {m:<14}" + "  ".join(f"D={s}: {pts[s]:.4f}" for s in sorted(pts)))
