@@ -55,9 +55,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
-from scipy.special import expit, logsumexp
+from scipy.special import expit
 from scipy.stats import norm
 
 from core.curves import Curve
@@ -256,6 +257,18 @@ class _Law:
     fit: FitResult
 
 
+@lru_cache(maxsize=32)
+def _softplus_grid(u: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """softplus(beta (u - u0)) on the law grid for these log sizes, with its sums over points.
+
+    Curves measured on the same ladder share it, so a table costs one pass, not one
+    per model (cached across calls: a replay asks for the same ladders again).
+    """
+    x = np.asarray(u)
+    sp = np.logaddexp(0.0, _BETA_GRID[:, None, None] * (x - _U0_GRID[None, :, None]))
+    return sp, sp.sum(-1), (sp * sp).sum(-1)
+
+
 def _law_posterior(u: np.ndarray, y: np.ndarray, u_target: float, noise: float) -> _Law:
     """Posterior over (beta, u0) of log L = a - softplus(beta (log D - u0)), a profiled.
 
@@ -264,15 +277,16 @@ def _law_posterior(u: np.ndarray, y: np.ndarray, u_target: float, noise: float) 
     does not depend on a, so one grid pass gives its whole posterior. The noise
     variance is the trend's, inflated to the law's own misfit where that is larger.
     """
-    beta = _BETA_GRID[:, None, None]
-    u0 = _U0_GRID[None, :, None]
-    sp = np.logaddexp(0.0, beta * (u - u0))  # (B, U, n)
-    a = (y + sp).mean(-1)
-    sse = ((a[..., None] - sp - y) ** 2).sum(-1)
+    sp, sp_sum, sp_sq = _softplus_grid(tuple(float(v) for v in u))
     n = u.size
+    cross = sp @ y
+    a = (sp_sum + y.sum()) / n
+    # sum_i (a - sp_i - y_i)^2 with a the mean of sp_i + y_i, expanded
+    sse = np.maximum(sp_sq + 2 * cross + float(y @ y) - n * a * a, 0.0)
     s2 = max(noise, float(sse.min()) / max(n - 3, 1))
     logw = -sse / (2 * s2)
-    w = np.exp(logw - logsumexp(logw))
+    w = np.exp(logw - logw.max())
+    w /= w.sum()
     ub = float(u[-1])
     h = u_target - ub
     b2, u02 = _BETA_GRID[:, None], _U0_GRID[None, :]

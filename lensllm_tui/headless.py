@@ -145,6 +145,8 @@ class _View:
         self.laws: dict[str, LawFitted] = {}
         self.phases: dict[str, PhaseDetected] = {}
         self.points: dict[str, list[int]] = {}
+        self.losses: dict[tuple[str, int], float] = {}
+        self.sizes: tuple[int, ...] = ()
         self.started = time.monotonic()
         self.total = 0
         self.finished_points = 0
@@ -168,6 +170,7 @@ class _View:
     def on(self, ev: Event) -> int | None:
         if isinstance(ev, RunStarted):
             self.total = ev.total_points
+            self.sizes = ev.sizes
             per_model = ev.total_points // max(len(ev.models), 1)
             self.line(
                 f"run: {len(ev.models)} models x sizes 0,{','.join(map(str, ev.sizes))} "
@@ -189,6 +192,7 @@ class _View:
         elif isinstance(ev, PointFinished):
             self._advance(ev.model, 1)
             self.points[ev.model].append(ev.size)
+            self.losses[(ev.model, ev.size)] = ev.loss
             how = "reused" if ev.reused else f"{ev.seconds:6.1f}s"
             self.line(
                 f"[{self.finished_points}/{self.total}] {ev.model:<16} size {ev.size:>6}  "
@@ -248,6 +252,8 @@ class _View:
         c = self.console
         c.print()
         c.print(ranking_table(ev.ranking, self.phases, self.points, self.laws))
+        if (note := self._early_leader_note(ev.ranking)) is not None:
+            c.print(note, highlight=False)
         if self.ntk:
             c.print(ntk_table(self.ntk))
         c.print(
@@ -257,6 +263,24 @@ class _View:
         out = Path(ev.out_dir)
         c.print(f"results: {out / RESULTS_NAME}", highlight=False)
         c.print(f"curves:  {out / CURVES_NAME}", highlight=False)
+
+    def _early_leader_note(self, ranking: tuple[RankEntry, ...]) -> str | None:
+        """Who leads at the smallest ladder size against who is predicted to win."""
+        if not ranking or not self.sizes:
+            return None
+        first = self.sizes[0]
+        measured = {e.model: self.losses.get((e.model, first)) for e in ranking}
+        measured = {m: v for m, v in measured.items() if v is not None}
+        if len(measured) < 2:
+            return None
+        leader = min(measured, key=lambda m: measured[m])
+        best = ranking[0].model
+        if leader == best:
+            return f"best at {first} samples and predicted best at the target: {best}"
+        return (
+            f"best at {first} samples: {leader} ({measured[leader]:.4f}); "
+            f"predicted best at the target: {best}"
+        )
 
 
 def _fmt(x: float, spec: str = ".4f") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -13,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from core.config import DataConfig, NTKConfig, RunConfig, TrainConfig
 from lensllm_tui.cli import app
-from lensllm_tui.headless import EXIT_CANCELLED, EXIT_MODEL_FAILED, EXIT_OK
+from lensllm_tui.headless import EXIT_CANCELLED, EXIT_MODEL_FAILED, EXIT_OK, run_headless
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "tiny:gpt2-s"
@@ -140,25 +142,30 @@ def test_sigkill_mid_run_then_rerun_reuses_points(uninterrupted: Path, tmp_path:
     assert after["ranking"][0]["model"] == MODEL
 
 
+class _InterruptOnFirstPoint(io.StringIO):
+    """Console output that presses Ctrl-C (a real SIGINT to this process) once a point is done."""
+
+    sent = False
+
+    def write(self, text: str) -> int:
+        if not self.sent and "size" in text and "loss" in text:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().write(text)
+
+
 def test_ctrl_c_cancels_cleanly_with_exit_130(tmp_path: Path) -> None:
+    """A real SIGINT mid-run: the handler sets the cancel event, the run stops cleanly."""
     out = tmp_path / "out"
-    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 200])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lensllm_tui.cli", "run", "--no-ui", "--config", str(cfg)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while stored_points(out) < 1 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode == EXIT_CANCELLED, output
-    assert "cancelled:" in output and "Traceback" not in output
+    cfg = RunConfig.load_toml(write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 200]))
+    sink = _InterruptOnFirstPoint()
+    code = run_headless(cfg, Console(file=sink, width=120))
+    assert sink.sent
+    assert code == EXIT_CANCELLED, sink.getvalue()
+    assert "cancelled:" in sink.getvalue() and "Traceback" not in sink.getvalue()
     assert results(out)["status"] == "cancelled"
     assert 1 <= stored_points(out) < 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
 def test_models_command_lists_the_zoo() -> None:
