@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from core.curves import Curve
 
-SCHEDULES = ("compute", "size")
+SCHEDULES = ("challenger", "compute", "size")
 STATUSES = ("active", "converged", "exhausted", "eliminated", "failed")
 
 
@@ -61,13 +61,16 @@ class AdaptiveConfig:
     min_points: int = 4
     """Fine-tuned points (zero-shot not counted) a model needs before its prediction may
     eliminate it or stop it: with fewer, a law fit says little about the target."""
-    max_cost_fraction: float | None = None
-    """Optional budget: cost / full fine-tuning cost never exceeds it (a point that would
-    is skipped, cheaper ones still run). None: stop only by thresholds and eliminations."""
-    schedule: str = "compute"
+    max_cost_fraction: float | None = 0.05
+    """The compute budget, as a fraction of full fine-tuning (every candidate once at the
+    target size): cost never exceeds it (a point that would is skipped, cheaper ones
+    still run). The default 5% is a user's budget (the issue's target), not a fitted
+    constant. None: stop only by the thresholds and eliminations."""
+    schedule: str = "challenger"
     """Which survivor goes next: ``compute`` levels the compute spent per model (the
     resource of successive halving is compute, so a small model climbs further for the
-    price of one rung of a big one); ``size`` levels the ladder size (equal samples)."""
+    price of one rung of a big one); ``size`` levels the ladder size (equal samples);
+    ``challenger`` spends on the predicted best and its strongest challenger (LUCB)."""
 
     def __post_init__(self) -> None:
         if not (0.0 < self.gamma < 1.0):
@@ -110,9 +113,17 @@ class Estimate:
         )
 
 
-Predictor = Callable[[Curve], Estimate]
-"""Given the points seen so far for one model (a Curve, zero-shot included), predict
-its loss at the target size with an interval. The target is bound in the closure."""
+Predictor = Callable[[Sequence[Curve]], Sequence[Estimate]]
+"""Given the points seen so far (one Curve per model, zero-shot included), predict each
+model's loss at the target size with an interval, in input order. The target is bound
+in the closure. A *pooled* predictor (one that shares strength across candidates, as the
+flagship does) is called with every model's curve after each point; otherwise only with
+the curve that changed."""
+
+
+def per_model(fn: Callable[[Curve], Estimate]) -> Predictor:
+    """A Predictor from a function of one curve (no pooling across candidates)."""
+    return lambda curves: [fn(c) for c in curves]
 
 
 def _z(confidence: float) -> float:
@@ -211,6 +222,8 @@ class _State:
     losses: list[float] = field(default_factory=list)
     cost: float = 0.0
     estimate: Estimate | None = None
+    moves: list[float] = field(default_factory=list)
+    """|change of log predicted target loss| between successive usable fits."""
     stable: int = 0
     status: str = "active"
     reason: str = ""
@@ -240,8 +253,11 @@ class AdaptivePolicy:
         unit_cost: Mapping[str, float],
         predictor: Predictor,
         config: AdaptiveConfig | None = None,
+        *,
+        pooled: bool = False,
     ) -> None:
         self.config = config or AdaptiveConfig()
+        self.pooled = pooled
         if not models:
             raise AdaptiveError("no candidate models")
         if len(set(models)) != len(models):
@@ -317,7 +333,10 @@ class AdaptivePolicy:
             return None
         cap = self.config.max_cost_fraction
         capped = False
-        for st in sorted(active, key=self._sort_key):
+        order = sorted(active, key=self._sort_key)
+        if self.config.schedule == "challenger":
+            order = self._challenger_order(active) + order
+        for st in order:
             size = self._next_size(st)
             if size is None:
                 continue
@@ -329,6 +348,46 @@ class AdaptivePolicy:
             f"budget of {cap:g} x full fine-tuning spent" if capped else self._why_idle()
         )
         return None
+
+    def _judged(self, st: _State) -> bool:
+        """Whether a model's prediction is solid enough to eliminate it or be compared."""
+        return (
+            st.estimate is not None
+            and st.estimate.usable
+            and st.trained >= self.config.min_points
+            and bool(st.moves)  # two usable fits at least: a drift to judge by
+        )
+
+    def _challenger_order(self, active: list[_State]) -> list[_State]:
+        """LUCB-style priority: warm-up first, then the current best and its strongest challenger.
+
+        Every model first gets the points it needs to be judged (level by size).
+        After that only two models matter for finding the best: the one predicted
+        best and the one whose interval reaches lowest among the rest (the most
+        plausible upset, Kalyanakrishnan et al.'s LUCB); of those two, the one with
+        the wider interval goes first (its point shrinks the overlap most).
+        """
+        warm = [s for s in active if not self._judged(s) and s.trained < self.config.min_points + 2]
+        if warm:
+            return sorted(warm, key=lambda s: (s.top, self._order.index(s.model)))
+        judged = [s for s in self._alive() if self._judged(s)]
+        if len(judged) < 2:
+            return []
+        best = min(judged, key=lambda s: (s.estimate.predicted, self._order.index(s.model)))  # type: ignore[union-attr]
+        rest = sorted(
+            (s for s in judged if s is not best),
+            key=lambda s: (self._interval(s)[0], self._order.index(s.model)),
+        )
+
+        def width(s: _State) -> float:
+            lo, hi = self._interval(s)
+            return math.log(hi / lo) if lo > 0 else math.inf
+
+        out: list[_State] = []
+        for challenger in rest:
+            pair = [s for s in (best, challenger) if s.status == "active" and s not in out]
+            out.extend(sorted(pair, key=lambda s: -width(s)))
+        return out
 
     def _alive(self) -> list[_State]:
         return [
@@ -369,17 +428,34 @@ class AdaptivePolicy:
         st = self._states[model]
         st.status, st.reason = "failed", reason
 
-    def _refit(self, st: _State) -> None:
+    def _curve(self, st: _State) -> Curve:
         order = sorted(range(len(st.sizes)), key=lambda i: st.sizes[i])
-        curve = Curve(
-            st.model,
-            tuple(st.sizes[i] for i in order),
-            tuple(st.losses[i] for i in order),
+        return Curve(
+            st.model, tuple(st.sizes[i] for i in order), tuple(st.losses[i] for i in order)
         )
+
+    def _predict(self, states: list[_State]) -> list[Estimate]:
         try:
-            est = self.predictor(curve)
+            out = list(self.predictor([self._curve(s) for s in states]))
+            if len(out) != len(states):
+                raise ValueError(f"{len(out)} estimates for {len(states)} curves")
         except Exception as exc:  # a predictor failure is a result, not a crash
-            est = Estimate(None, ok=False, reason=f"predictor failed: {exc}")
+            why = f"predictor failed: {exc}".splitlines()[0]
+            out = [Estimate(None, ok=False, reason=why) for _ in states]
+        return out
+
+    def _refit(self, st: _State) -> None:
+        """Refit after a new point of ``st``: its stability and drift move, others refresh.
+
+        With a pooled predictor the other models' estimates change too (shared
+        hyperparameters); they are refreshed, but only the model that got the point
+        counts a fit towards gamma/tau and the drift.
+        """
+        others = [o for o in self._states.values() if self.pooled and o is not st and o.trained > 0]
+        ests = self._predict([st, *others])
+        for o, e in zip(others, ests[1:], strict=True):
+            o.estimate = e
+        est = ests[0]
         prev = st.estimate
         st.estimate = est
         if not est.usable:
@@ -389,8 +465,11 @@ class AdaptivePolicy:
             assert prev.predicted is not None and est.predicted is not None
             change = abs(est.predicted - prev.predicted) / prev.predicted
             st.stable = st.stable + 1 if change <= self.config.gamma else 0
+            st.moves.append(abs(math.log(est.predicted / prev.predicted)))
+            st.reason = ""
         else:
             st.stable = 0
+            st.reason = ""
         if st.status != "active":
             return
         if self._next_size(st) is None:
@@ -400,24 +479,41 @@ class AdaptivePolicy:
             st.status = "converged"
             st.reason = f"prediction moved <= {self.config.gamma:g} for {st.stable} successive fits"
 
+    def _interval(self, st: _State) -> tuple[float, float]:
+        """The predictor's interval at the policy's confidence, widened by the drift.
+
+        A prediction that still moves between fits has an error its own interval
+        does not show (a pre-power curve, a law fitted to few points). Model the
+        log prediction as a random walk over the doublings still to come before the
+        target, with a step as large as its largest recent move (the last ``tau``
+        moves): at the policy's confidence it can still move by z x step x
+        sqrt(doublings left); the interval is widened to cover that.
+        """
+        assert st.estimate is not None and st.estimate.predicted is not None
+        conf = self.config.confidence
+        lo, hi = interval_at(st.estimate, conf)
+        step = max(st.moves[-self.config.tau :], default=math.inf)
+        left = math.log2(self.target / max(st.top, 1))
+        half = _z(conf) * step * math.sqrt(max(left, 0.0)) if math.isfinite(step) else math.inf
+        if math.isinf(half):
+            return 0.0, math.inf
+        p = math.log(st.estimate.predicted)
+        return min(lo, math.exp(p - half)), max(hi, math.exp(p + half))
+
     def _eliminate(self) -> list[Elimination]:
         conf = self.config.confidence
-        judged = [
-            s
-            for s in self._alive()
-            if s.estimate is not None and s.estimate.usable and s.trained >= self.config.min_points
-        ]
+        judged = [s for s in self._alive() if self._judged(s)]
         if len(judged) < 2:
             return []
         best = min(judged, key=lambda s: (s.estimate.predicted, self._order.index(s.model)))  # type: ignore[union-attr]
         assert best.estimate is not None
-        _, best_hi = interval_at(best.estimate, conf)
+        _, best_hi = self._interval(best)
         out: list[Elimination] = []
         for st in judged:
             if st is best:
                 continue
             assert st.estimate is not None
-            lo, _ = interval_at(st.estimate, conf)
+            lo, _ = self._interval(st)
             if lo > best_hi:
                 saved = self._remaining_cost(st) if st.status == "active" else 0.0
                 reason = (
@@ -459,7 +555,7 @@ class AdaptivePolicy:
             est = st.estimate
             lo = hi = None
             if est is not None and est.usable:
-                lo, hi = interval_at(est, self.config.confidence)
+                lo, hi = self._interval(st)
             outcomes.append(
                 ModelOutcome(
                     m,
@@ -529,6 +625,8 @@ def replay(
     target: int,
     predictor: Predictor,
     config: AdaptiveConfig | None = None,
+    *,
+    pooled: bool = False,
 ) -> PolicyResult:
     """Run the policy on a benchmark table: consuming a point means reading its column.
 
@@ -543,7 +641,13 @@ def replay(
     ladder = sorted(s for s in common if 0 < s < target)
     guard = TableGuard(curves, target)
     policy = AdaptivePolicy(
-        [c.model for c in curves], ladder, target, table_unit_costs(curves), predictor, config
+        [c.model for c in curves],
+        ladder,
+        target,
+        table_unit_costs(curves),
+        predictor,
+        config,
+        pooled=pooled,
     )
     if 0 in common:
         for c in curves:
@@ -554,24 +658,84 @@ def replay(
     return policy.result()
 
 
-def selector_predictor(method: str, target: int, *, seed: int = 0, level: float = 0.9) -> Predictor:
+def selector_predictor(
+    method: str, target: int, *, seed: int = 0, pooled: bool = False
+) -> Predictor:
     """A Predictor backed by a selector of core.select that predicts a loss with an interval.
 
-    ``level`` is the two-sided confidence the selector's (low, high) interval is
-    reported at, so the policy can rescale it to its own confidence.
+    The interval's level is the flagship's ``LEVEL`` (read lazily, 0.9 if absent), so
+    the policy can rescale it to its own confidence. The selector sees every curve it
+    is given in full (budget = the largest size among them; curves of different
+    lengths are fine for the flagship, which forecasts each from its own last point).
+
+    ``pooled=False`` calls the selector on one curve at a time: the flagship then
+    estimates its noise and slope drift from that curve alone instead of pooling
+    them over the candidates. On the published tables both pick the same models at
+    the default thresholds while the per-curve calls are about 7x faster (a pooled
+    refit after every point refits all 30 models); pass ``pooled=True`` (and the
+    same to the policy) for the pooled flagship.
     """
     from core.select import select  # lazy: keeps this module light to import
 
-    def predict(curve: Curve) -> Estimate:
-        sel = select(method, [curve], max(curve.sizes), target, seed=seed)
-        p = sel.predictions[0]
-        return Estimate(
-            p.predicted,
-            p.low,
-            p.high,
-            level=level,
-            ok=bool(p.ok and p.predicted is not None),
-            reason=p.reason,
-        )
+    try:
+        from core.flagship import LEVEL as level
+    except ImportError:  # pragma: no cover - the flagship ships with the package
+        level = 0.9
+
+    def predict(curves: Sequence[Curve]) -> list[Estimate]:
+        if not pooled and len(curves) > 1:
+            return [e for c in curves for e in predict([c])]
+        budget = max(max(c.sizes) for c in curves)
+        if budget <= 0:
+            return [Estimate(None, ok=False, reason="no fine-tuned point yet") for _ in curves]
+        sel = select(method, curves, budget, target, seed=seed)
+        return [
+            Estimate(
+                p.predicted,
+                p.low,
+                p.high,
+                level=level,
+                ok=bool(p.ok and p.predicted is not None),
+                reason=p.reason,
+            )
+            for p in sel.predictions
+        ]
 
     return predict
+
+
+def to_selection(result: PolicyResult, target: int, seconds: float = 0.0, method: str = "adaptive"):
+    """The policy's result as a ``core.select.Selection``, so the bench scores it like the rest.
+
+    Scores are predicted target losses. The policy never picks an eliminated model,
+    so if an eliminated model's frozen prediction lies below a survivor's, every
+    eliminated score is shifted up by one constant (order among them kept) so the
+    scores rank exactly as the policy does. ``budget`` is the largest size consumed.
+    """
+    from core.select import Prediction, Selection
+
+    by_model = {o.model: o for o in result.outcomes}
+    survivors = [o for o in result.outcomes if o.status != "eliminated" and o.predicted is not None]
+    eliminated = [
+        o for o in result.outcomes if o.status == "eliminated" and o.predicted is not None
+    ]
+    shift = 0.0
+    if survivors and eliminated:
+        gap = max(o.predicted for o in survivors) - min(o.predicted for o in eliminated)  # type: ignore[type-var]
+        shift = max(0.0, gap) * 1.000001 + (1e-9 if gap >= 0 else 0.0)
+    worst = max((o.predicted for o in survivors + eliminated), default=1.0) + shift  # type: ignore[type-var]
+    preds = []
+    for m in (o.model for o in result.outcomes):
+        o = by_model[m]
+        if o.predicted is None:
+            preds.append(
+                Prediction(m, worst + 1.0 + result.ranking.index(m), ok=False, reason=o.reason)
+            )
+            continue
+        score = o.predicted + (shift if o.status == "eliminated" else 0.0)
+        preds.append(
+            Prediction(
+                m, score, o.predicted, o.low, o.high, ok=True, reason=f"{o.status}: {o.reason}"
+            )
+        )
+    return Selection(method, result.largest_size, target, tuple(preds), result.ranking, seconds)

@@ -9,17 +9,31 @@ Records carry exactly ``RECORD_KEYS``; pearson and rel_acc are fractions.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.adaptive import (
+    AdaptiveConfig,
+    fixed_budget_cost_fraction,
+    replay,
+    selector_predictor,
+    to_selection,
+)
 from core.curves import Curve, read_wide_csv
 from core.select import METHODS, Selection, pearson, rel_acc, rmse_log, select
 
 DEFAULT_TARGET = 1_638_400
 DEFAULT_BUDGETS: tuple[int, ...] = (204800, 102400, 51200, 25600, 12800, 6400, 3200)
 DEFAULT_METHODS: tuple[str, ...] = METHODS
+ADAPTIVE = "adaptive"
+"""The budget-aware policy (core/adaptive.py): one record per table, not per budget;
+its ``budget`` is the largest size it fine-tuned on."""
+BENCH_METHODS: tuple[str, ...] = (*METHODS, ADAPTIVE)
+NO_FINE_TUNING = ("zeroshot", "modelsize")
+"""Selectors that read no fine-tuned point: their cost_fraction is 0."""
 RECORD_KEYS: tuple[str, ...] = (
     "dataset",
     "method",
@@ -30,6 +44,7 @@ RECORD_KEYS: tuple[str, ...] = (
     "rel_acc",
     "rmse_log",
     "seconds",
+    "cost_fraction",
 )
 
 
@@ -78,9 +93,11 @@ def check_plan(
     tables: Sequence[Table], methods: Sequence[str], budgets: Sequence[int], target: int
 ) -> None:
     """Reject a benchmark plan that cannot give meaningful numbers (BenchError)."""
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in BENCH_METHODS]
     if unknown:
-        raise BenchError(f"unknown method {unknown[0]!r} (expected one of: {', '.join(METHODS)})")
+        raise BenchError(
+            f"unknown method {unknown[0]!r} (expected one of: {', '.join(BENCH_METHODS)})"
+        )
     if not methods:
         raise BenchError("no methods to run")
     if not budgets:
@@ -106,8 +123,13 @@ def run_bench(
     *,
     seed: int = 0,
     on_record: Callable[[dict[str, Any], Selection], None] | None = None,
+    adaptive: AdaptiveConfig | None = None,
 ) -> list[dict[str, Any]]:
     """Replay every (table, method, budget) cell; one record per cell, in that order.
+
+    ``adaptive`` runs once per table (it chooses its own sizes), with ``adaptive``
+    as its thresholds (None: the defaults). Every record carries ``cost_fraction``
+    (cost / full fine-tuning of every candidate at the target).
 
     ``on_record`` is called after each cell (progress display, logging).
     """
@@ -115,22 +137,65 @@ def run_bench(
     records: list[dict[str, Any]] = []
     for table in tables:
         for method in methods:
-            for budget in budgets:
-                sel = select(method, table.curves, budget, target, seed=seed)
+            if method == ADAPTIVE:
+                sel, cost = run_adaptive(table, target, seed=seed, config=adaptive)
+                cells = [(sel, cost)]
+            else:
+                cells = (
+                    (
+                        select(method, table.curves, budget, target, seed=seed),
+                        fixed_cost_fraction(table.curves, method, budget, target),
+                    )
+                    for budget in budgets
+                )
+            for sel, cost in cells:
                 rec: dict[str, Any] = {
                     "dataset": table.dataset,
                     "method": method,
-                    "budget": budget,
+                    "budget": sel.budget,
                     "target": target,
-                    "ratio": budget / target,
+                    "ratio": sel.budget / target,
                     **score(sel, table.curves),
                     "seconds": sel.seconds,
+                    "cost_fraction": cost,
                 }
                 rec = {k: rec[k] for k in RECORD_KEYS}
                 records.append(rec)
                 if on_record is not None:
                     on_record(rec, sel)
     return records
+
+
+def fixed_cost_fraction(
+    curves: Sequence[Curve], method: str, budget: int, target: int
+) -> float | None:
+    """Cost of a fixed-budget selector over full fine-tuning: every column up to the budget.
+
+    Selectors that read no fine-tuned point cost 0; a table without parameter
+    counts (no ``size`` column) has no cost to charge: None.
+    """
+    if method in NO_FINE_TUNING:
+        return 0.0
+    if any(c.params is None or not c.params > 0 for c in curves):
+        return None
+    return fixed_budget_cost_fraction(curves, budget, target)
+
+
+def run_adaptive(
+    table: Table, target: int, *, seed: int = 0, config: AdaptiveConfig | None = None
+) -> tuple[Selection, float]:
+    """Replay the adaptive policy (flagship predictor) on a table: its selection and cost_fraction.
+
+    The flagship is called per model (see ``core.adaptive.selector_predictor``).
+
+    Only the models with a loss at the target take part (the others cannot be scored);
+    the policy reads the table through a guard that refuses the target column.
+    """
+    curves = [c for c in table.curves if target in c.sizes]
+    t0 = time.perf_counter()
+    res = replay(curves, target, selector_predictor("lensllm", target, seed=seed), config)
+    sel = to_selection(res, target, time.perf_counter() - t0)
+    return sel, res.cost_fraction
 
 
 def ratio_label(budget: int, target: int) -> str:

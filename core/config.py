@@ -95,6 +95,9 @@ class TrainConfig:
     eval_every: int = 0
     """Steps between validation checks when early stopping; 0 = once per epoch."""
     seed: int = 0
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding, same examples
+    per epoch, batch order still shuffled)."""
 
     def __post_init__(self) -> None:
         _check(self.learning_rate > 0, "train.learning_rate must be positive")

@@ -54,10 +54,19 @@ def _line_rss(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.sum((y - a @ coef) ** 2))
 
 
-def _hinge_rss(x: np.ndarray, y: np.ndarray, knot: float) -> float:
-    a = np.column_stack([np.ones_like(x), x, np.minimum(x - knot, 0.0)])
-    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-    return float(np.sum((y - a @ coef) ** 2))
+def _hinge_rss(x: np.ndarray, y: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """RSS of the broken-line fit for every knot at once (stacked pseudo-inverses)."""
+    a = np.stack(
+        [
+            np.broadcast_to(np.ones_like(x), (knots.size, x.size)),
+            np.broadcast_to(x, (knots.size, x.size)),
+            np.minimum(x[None, :] - knots[:, None], 0.0),
+        ],
+        axis=2,
+    )  # (knots, points, 3)
+    coef = np.linalg.pinv(a) @ y  # (knots, 3)
+    resid = y[None, :] - np.einsum("kpc,kc->kp", a, coef)
+    return np.sum(resid**2, axis=1)
 
 
 def detect_transition(
@@ -95,8 +104,8 @@ def detect_transition(
     # candidate j = index of the first power-phase point; j = 0 is the straight line
     scores = [bic(_line_rss(x, y), 2)]
     # hinge: intercept, slope, slope change, and the knot (a discrete parameter)
-    for j in range(1, n - MIN_POWER_POINTS + 1):
-        scores.append(bic(_hinge_rss(x, y, x[j]), 4))
+    hinge = _hinge_rss(x, y, x[1 : n - MIN_POWER_POINTS + 1])
+    scores.extend(bic(float(r), 4) for r in hinge)
     s = np.asarray(scores)
     w = np.exp(-(s - s.min()) / 2.0)
     w /= w.sum()

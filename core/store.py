@@ -123,7 +123,11 @@ class Store:
         try:
             # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE),
             # so a point's row is committed exactly when we say and never implicitly.
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            # check_same_thread=False: the store is used by one thread at a time, but
+            # a generator may be closed (and the store with it) from another thread.
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+            )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]

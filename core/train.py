@@ -94,6 +94,17 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def enable_tf32() -> None:
+    """TF32 for fp32 matmuls/convolutions on CUDA (the newer switch where torch has it)."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:  # older torch
+        matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32."""
     if precision == "fp32":
@@ -148,17 +159,36 @@ def batches_for(
     batch_size: int,
     steps: int,
     seed: int,
+    *,
+    group_by_length: bool = False,
+    group_factor: int = 8,
 ) -> list[list[Encoded]]:
-    """``steps`` batches drawn epoch by epoch from seeded permutations of ``data``."""
+    """``steps`` batches drawn epoch by epoch from seeded permutations of ``data``.
+
+    With ``group_by_length`` each epoch's permutation is cut into mega-batches
+    of ``group_factor`` batches, each mega-batch is sorted by length and cut
+    into batches, and the batch order is shuffled again: every example is still
+    seen once per epoch in a random batch order, but a batch holds examples of
+    similar length, so padding (wasted compute) drops sharply.
+    """
+    if not data:
+        raise PointError("no training examples with labelled tokens")
     g = torch.Generator().manual_seed(seed)
     out: list[list[Encoded]] = []
-    order: list[int] = []
     while len(out) < steps:
-        if len(order) < batch_size:
-            order += torch.randperm(len(data), generator=g).tolist()
-        take, order = order[:batch_size], order[batch_size:]
-        out.append([data[i] for i in take])
-    return out
+        order = torch.randperm(len(data), generator=g).tolist()
+        if group_by_length:
+            mega = batch_size * group_factor
+            grouped: list[list[int]] = []
+            for i in range(0, len(order), mega):
+                chunk = sorted(order[i : i + mega], key=lambda j: len(data[j].input_ids))
+                grouped += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+            perm = torch.randperm(len(grouped), generator=g).tolist()
+            epoch = [grouped[i] for i in perm]
+        else:
+            epoch = [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+        out += [[data[i] for i in b] for b in epoch]
+    return out[:steps]
 
 
 def evaluate(
@@ -387,8 +417,7 @@ def train_point(
     start = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
     if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        enable_tf32()
     if model_and_tokenizer is None:
         model, tokenizer = load_model(spec, dev)
     else:
@@ -415,10 +444,16 @@ def train_point(
             else:
                 snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if train_cfg.gradient_checkpointing:
-                trained.gradient_checkpointing_enable()
+                _checkpointing(trained, "enable")()
                 if hasattr(model.config, "use_cache"):
                     model.config.use_cache = False
-            batches = batches_for(train_data, train_cfg.batch_size, steps, train_cfg.seed)
+            batches = batches_for(
+                train_data,
+                train_cfg.batch_size,
+                steps,
+                train_cfg.seed,
+                group_by_length=train_cfg.group_by_length,
+            )
             outcome = optimize(
                 trained,
                 batches,
@@ -467,7 +502,7 @@ def train_point(
         raise
     finally:
         if train_cfg.gradient_checkpointing and steps > 0:
-            trained.gradient_checkpointing_disable()
+            _checkpointing(trained, "disable")()
         if peft_model is not None:
             model = peft_model.unload()
         if snapshot is not None:
@@ -488,6 +523,7 @@ def train_point(
         "max_grad_norm": train_cfg.max_grad_norm,
         "precision": "bf16" if autocast_dtype is torch.bfloat16 else "fp32",
         "gradient_checkpointing": train_cfg.gradient_checkpointing,
+        "group_by_length": train_cfg.group_by_length,
         "lora": train_cfg.lora,
         "lora_r": train_cfg.lora_r if train_cfg.lora else 0,
         "early_stopping_patience": train_cfg.early_stopping_patience,
@@ -512,6 +548,13 @@ def train_point(
         train_loss=outcome.last_loss,
         val_loss=outcome.best_val,
         test_label_tokens=label_tokens,
+    )
+
+
+def _checkpointing(model: Any, what: str) -> Callable[[], None]:
+    """transformers >= 5 renamed gradient to activation checkpointing; use what exists."""
+    return getattr(model, f"activation_checkpointing_{what}", None) or getattr(
+        model, f"gradient_checkpointing_{what}"
     )
 
 

@@ -71,7 +71,10 @@ def bench(
         str, typer.Option(help="Comma-separated sample budgets a selector may look up to.")
     ] = "204800,102400,51200,25600,12800,6400,3200",
     methods: Annotated[
-        str, typer.Option(help="Comma-separated selectors to compare.")
+        str,
+        typer.Option(
+            help="Comma-separated selectors to compare; 'adaptive' adds the budget-aware policy (one run per table, with its cost_fraction)."
+        ),
     ] = "lensllm,ats,rectified,vanilla,subtuning,zeroshot,modelsize",
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the records (one per cell) here.")
@@ -81,7 +84,7 @@ def bench(
     """Replay model selection on measured curves: PearCorr and RelAcc per method and budget."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from core.bench import BenchError, check_plan, ratio_label, run_bench
+    from core.bench import ADAPTIVE, BenchError, check_plan, ratio_label, run_bench
 
     budget_list = _ints(budgets, "--budgets")
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
@@ -92,7 +95,8 @@ def bench(
         raise _fail(str(exc)) from None
     notes: dict[tuple[str, str], str] = {}
 
-    total = len(tables) * len(method_list) * len(budget_list)
+    per_table = sum(1 if m == ADAPTIVE else len(budget_list) for m in method_list)
+    total = len(tables) * per_table
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -138,7 +142,7 @@ def bench(
             rt.add_column(ratio_label(b, target), justify="right", no_wrap=True)
         rt.add_column("rmse_log", justify="right", no_wrap=True)
         rt.add_column("s", justify="right", no_wrap=True)
-        for m in method_list:
+        for m in (m for m in method_list if m != ADAPTIVE):
             recs = [r for r in records if r["dataset"] == table.dataset and r["method"] == m]
             rm = sorted(r["rmse_log"] for r in recs if r["rmse_log"] is not None)
             rmse = f"{rm[len(rm) // 2]:.3f}" if rm else "—"
@@ -146,6 +150,13 @@ def bench(
             rt.add_row(m, "PearCorr", *(_pct(r["pearson"]) for r in recs), rmse, secs)
             rt.add_row("", "RelAcc", *(_pct(r["rel_acc"]) for r in recs), "", "", end_section=True)
         wide.print(rt)
+        for r in (r for r in records if r["dataset"] == table.dataset and r["method"] == ADAPTIVE):
+            out.print(
+                Text(
+                    f"adaptive: PearCorr {_pct(r['pearson'])} RelAcc {_pct(r['rel_acc'])} "
+                    f"cost_fraction {r['cost_fraction']:.4f} largest size {r['budget']}"
+                )
+            )
     out.print(
         Text(
             f"rmse_log: median over budgets; s: selector seconds; selector time {total_s:.1f} s in all"

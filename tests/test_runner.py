@@ -223,3 +223,60 @@ def test_failing_model_is_recorded_and_others_go_on(
 def test_adaptive_policy_is_refused_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not available yet"):
         run_events(tiny_config(tmp_path, policy="adaptive"))
+
+
+def _jsonl(path: Path, n: int) -> Path:
+    lines = [
+        json.dumps(
+            {"text": f"Example {i}: the quick brown fox number {i} jumps over {i % 7} dogs."}
+        )
+        for i in range(n)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_ladder_is_clipped_to_the_dataset_with_a_warning(tmp_path: Path) -> None:
+    data = _jsonl(tmp_path / "small.jsonl", 100)  # 100 - 8 validation - 24 test = 68 to train on
+    cfg = tiny_config(
+        tmp_path / "out",
+        models=MODELS[:1],
+        sizes=[25, 50, 200],
+        data=DataConfig(source=str(data), validation_size=8, test_size=24, max_length=32),
+        ntk=NTKConfig(enabled=False),
+    )
+    events = collect(cfg)
+    start = events[0]
+    assert isinstance(start, RunStarted) and start.sizes == (25, 50)
+    assert len(start.warnings) == 1 and "200" in start.warnings[0]
+    assert [e.size for e in events if isinstance(e, PointFinished)] == [0, 25, 50]
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["warnings"] == list(start.warnings) and res["dataset"]["sizes"] == [25, 50]
+
+
+def test_dataset_too_small_for_the_ladder_is_one_line_error(tmp_path: Path) -> None:
+    from core.data import DataError
+
+    data = _jsonl(tmp_path / "tiny.jsonl", 40)  # 8 examples left to train on
+    cfg = tiny_config(
+        tmp_path / "out",
+        sizes=[25, 50],
+        data=DataConfig(source=str(data), validation_size=8, test_size=24, max_length=32),
+    )
+    with pytest.raises(DataError, match="fewer than the smallest ladder size 25"):
+        collect(cfg)
+
+
+def test_default_out_dir_is_new_and_timestamped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.runner import resolve_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig()
+    first = resolve_out_dir(cfg, now=0.0)
+    assert first.parent == Path("runs") and first.name[:2] in ("19", "20")
+    first.mkdir(parents=True)
+    second = resolve_out_dir(cfg, now=0.0)
+    assert second != first and second.name.startswith(first.name)
+    assert resolve_out_dir(RunConfig(out_dir="x/y")) == Path("x/y")

@@ -114,3 +114,30 @@ def test_early_stopping_and_lora(zoo_cache: Path, task) -> None:
     assert r.val_loss is not None and 1 <= r.steps <= 4
     assert 0 < r.hparams["trainable_params"] < r.hparams["params"]
     assert not any("lora" in k for k in mt[0].state_dict())  # adapters removed afterwards
+
+
+def test_length_grouped_batches_cover_each_example_once_per_epoch() -> None:
+    from core.data import Encoded
+    from core.train import batches_for
+
+    data = [Encoded(tuple(range(n)), tuple(range(n))) for n in [3, 50, 7, 44, 12, 31, 2, 60] * 8]
+    plain = batches_for(data, 4, 16, seed=0)
+    grouped = batches_for(data, 4, 16, seed=0, group_by_length=True, group_factor=4)
+    for batches in (plain, grouped):
+        assert sorted(id(e) for b in batches for e in b) == sorted(id(e) for e in data)
+
+    def padding(batches):
+        return sum(max(len(e.input_ids) for e in b) * len(b) for b in batches)
+
+    assert padding(grouped) < 0.8 * padding(plain)
+
+
+def test_gradient_checkpointing_point(zoo_cache: Path, task) -> None:
+    spec = resolve_model("tiny:llama-s", cache_dir=zoo_cache)
+    mt = load_model(spec, "cpu")
+    plain = train_point(spec, task, 8, FAST, DATA, device="cpu", model_and_tokenizer=mt)
+    cfg = TrainConfig(batch_size=4, min_steps=3, learning_rate=3e-3, gradient_checkpointing=True)
+    ckpt = train_point(spec, task, 8, cfg, DATA, device="cpu", model_and_tokenizer=mt)
+    assert ckpt.hparams["gradient_checkpointing"] is True
+    assert abs(ckpt.loss - plain.loss) < 1e-4  # same maths, recomputed activations
+    assert not getattr(mt[0], "is_activation_checkpointing", mt[0].is_gradient_checkpointing)
