@@ -380,24 +380,34 @@ def _gradients(
     return produce(first), used, reason
 
 
-def _row_inputs(inputs: dict[str, torch.Tensor], sl: slice) -> dict[str, torch.Tensor]:
+def _row_inputs(
+    inputs: dict[str, torch.Tensor], sl: slice
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The chunk's per-example tensors, and tensors shared by every example.
+
+    When the padding cannot change the loss (see ``_padding_matters``) the
+    per-example attention mask is replaced by one all-ones row shared across the
+    vmapped examples: Hugging Face checks masks (and, without one, the input ids
+    for pad tokens) with data-dependent control flow, which vmap cannot trace on
+    a batched tensor but runs fine on an unbatched one.
+    """
     rows = {k: v[sl] for k, v in inputs.items()}
+    shared: dict[str, torch.Tensor] = {}
     mask = rows.get("attention_mask")
-    if mask is not None and not _is_padded_inside(mask, rows["labels"], inputs):
+    if mask is not None and not _padding_matters(mask, rows["labels"], inputs):
         rows.pop("attention_mask")
-    return rows
+        shared["attention_mask"] = torch.ones_like(mask[:1])
+    return rows, shared
 
 
-def _is_padded_inside(
+def _padding_matters(
     mask: torch.Tensor, labels: torch.Tensor, inputs: dict[str, torch.Tensor]
 ) -> bool:
-    """Whether dropping the attention mask could change the loss.
+    """Whether attending to the padding could change any example's loss.
 
-    An all-ones mask changes nothing. For a decoder-only model, right padding whose
+    An all-ones mask has no padding. For a decoder-only model, right padding whose
     labels are ignored changes nothing either: causal attention never lets a real
     token see the pads after it, and the positions of real tokens are the same.
-    Dropping the mask then keeps Hugging Face's mask code (which checks the mask
-    with data-dependent control flow) out of the vmapped function.
     """
     if bool((mask == 1).all()):
         return False
@@ -412,9 +422,9 @@ def _vmap_chunk(
     model: torch.nn.Module, inputs: dict[str, torch.Tensor], names: list[str], sl: slice
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     seq2seq = _is_seq2seq(model)
-    rows = _row_inputs(inputs, sl)
+    rows, shared = _row_inputs(inputs, sl)
     keys = sorted(rows)
-    extra = _forward_kwargs(model, {})
+    extra = {**_forward_kwargs(model, {}), **shared}
 
     def loss_fn(p: dict[str, torch.Tensor], *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         row = {k: t.unsqueeze(0) for k, t in zip(keys, tensors, strict=True)}

@@ -41,6 +41,7 @@ def gpt2(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
         n_positions=32,
         bos_token_id=0,
         eos_token_id=0,
+        pad_token_id=0,  # transformers then inspects input ids for pads: must still vmap
     )
     return _save_load(cfg, AutoModelForCausalLM, tmp_path_factory.mktemp("gpt2"))
 
