@@ -68,7 +68,7 @@ async def _wait(pilot, condition, timeout: float) -> None:
 
 async def shoot(config: RunConfig, source: Callable, out: Path, hold_after: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    app = make_app(config, hub_models=lambda: [])
+    app = make_app(config, hub_models=lambda: [], recent=lambda c: [])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.3)
         app.save_screenshot("setup.svg", path=str(out))
