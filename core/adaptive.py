@@ -414,6 +414,8 @@ class AdaptivePolicy:
         if size in st.sizes:
             raise AdaptiveError(f"{model}: point at size {size} observed twice")
         charged = st.unit_cost * size if cost is None else float(cost)
+        if cost is not None and size > 0 and charged > 0:
+            st.unit_cost = charged / size  # live: re-measured from the reported FLOPs
         st.cost += charged
         st.sizes.append(int(size))
         st.losses.append(float(loss))

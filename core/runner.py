@@ -34,6 +34,7 @@ from core.curves import Curve
 from core.events import (
     Event,
     LawFitted,
+    ModelEliminated,
     ModelFailed,
     NTKComputed,
     PhaseDetected,
@@ -65,12 +66,9 @@ def plan_sizes(config: RunConfig, sizes: list[int]) -> list[int]:
     The one place a scheduling policy decides what to run; an adaptive policy
     (issue 8) replaces this with a decision after each point.
     """
-    if config.policy != "ladder":
-        raise ConfigError(
-            f"policy {config.policy!r} is not available yet; use policy 'ladder' "
-            "(every size for every model)"
-        )
-    return [0, *sizes]
+    if config.policy not in ("ladder", "adaptive"):
+        raise ConfigError(f"policy must be 'ladder' or 'adaptive', not {config.policy!r}")
+    return [0, *sizes]  # adaptive: the most it may run; _run_adaptive picks from these
 
 
 def resolve_out_dir(config: RunConfig, now: float | None = None) -> Path:
@@ -144,7 +142,9 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
         )
         record.write()
         index = 0
-        for name in config.models:
+        if config.policy == "adaptive":
+            yield from _run_adaptive(run, sizes, total)
+        for name in config.models if config.policy == "ladder" else ():
             yield from run.model(name, plans[name], index, total)
             index += len(plans[name])
             if cancel.is_set():
@@ -169,6 +169,79 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
     finally:
         run.stop.set()
         run.store.close()
+
+
+def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
+    """The adaptive policy (core/adaptive.py): after each point it picks the next one.
+
+    Zero-shot first for every model, then whatever the policy asks for, one point
+    at a time through ``_Run.model`` (so stored points are reused and the NTK
+    spectrum is probed once; the weights are reloaded per point, which keeps one
+    model in memory at a time). A model the policy eliminates gets no more
+    compute: ModelEliminated says why and how much ladder compute that saves.
+    Points are charged the FLOPs the runner reports; before a model's first
+    point its cost per sample is guessed as 6 x parameters x max_length.
+    """
+    from core import models as models_mod
+    from core.adaptive import AdaptiveConfig, AdaptivePolicy, selector_predictor
+
+    config = run.config
+    index = 0
+    names: list[str] = []
+    unit: dict[str, float] = {}
+    probed: set[str] = set()
+
+    def one_point(name: str, size: int, at: int) -> Iterator[Event]:
+        # one point per call; the NTK summary is reported on the model's first call only
+        for e in run.model(name, [size], at, total):
+            if isinstance(e, NTKComputed):
+                if name in probed:
+                    continue
+                probed.add(name)
+            yield e
+
+    for name in config.models:
+        try:
+            spec = models_mod.resolve_model(name)
+        except Exception:
+            yield from run.model(name, [], index, total)  # reports the failure as ModelFailed
+            continue
+        names.append(name)
+        unit[name] = 6.0 * float(spec.params or 1.0) * config.data.max_length
+    for name in names:  # zero-shot: no training, free to the policy
+        if run.cancel.is_set():
+            return
+        index += 1
+        yield from one_point(name, 0, index - 1)
+    names = [n for n in names if run.record.models[n].failed is None]
+    if not names:
+        return
+    policy = AdaptivePolicy(
+        names,
+        sizes,
+        config.target,
+        unit,
+        selector_predictor(config.selector, config.target),
+        # A live ladder is short next to its target, so no budget cap: the run stops
+        # by the thresholds and eliminations; judge a model on all but its last size.
+        AdaptiveConfig(max_cost_fraction=None, min_points=max(2, min(4, len(sizes) - 1))),
+    )
+    for name in names:
+        for p in run.record.models[name].points:
+            if p.size == 0:
+                policy.observe(name, 0, p.loss, cost=0.0)
+    while not run.cancel.is_set() and (step := policy.next_point()) is not None:
+        name, size = step
+        yield from one_point(name, size, index)
+        index += 1
+        rec = run.record.models[name]
+        point = next((p for p in rec.points if p.size == size), None)
+        if rec.failed is not None or point is None:
+            policy.fail(name, rec.failed or f"no point at size {size}")
+            continue
+        flops = point.flops if point.flops and point.flops > 0 else None
+        for e in policy.observe(name, size, point.loss, cost=flops):
+            yield ModelEliminated(e.model, e.reason, e.compute_saved)
 
 
 def ntk_settings(config: RunConfig) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from core.config import ConfigError, RunConfig
 from core.events import (
     Event,
     LawFitted,
+    ModelEliminated,
     ModelFailed,
     NTKComputed,
     PhaseDetected,
@@ -150,6 +151,8 @@ class _View:
         self.started = time.monotonic()
         self.total = 0
         self.finished_points = 0
+        self.saved = 0.0
+        """Compute the adaptive policy's eliminations have saved so far (FLOPs)."""
 
     def close(self) -> None:
         self.progress.stop()
@@ -207,6 +210,17 @@ class _View:
                 self._advance(ev.model, int(remaining or 0))
                 self.progress.update(task, description=f"  {ev.model} [red](failed)[/]")
             self.line(f"[red]model failed[/] {ev.model}: {ev.reason}")
+        elif isinstance(ev, ModelEliminated):
+            self.saved += ev.compute_saved
+            task = self.per_model.get(ev.model)
+            if task is not None:
+                remaining = self.progress.tasks[task].total - self.done[ev.model]
+                self._advance(ev.model, int(remaining or 0))
+                self.progress.update(task, description=f"  {ev.model} [yellow](eliminated)[/]")
+            self.line(
+                f"[yellow]eliminated[/] {ev.model}: {ev.reason}; saves {ev.compute_saved:.2e} "
+                f"FLOPs ({self.saved:.2e} saved so far)"
+            )
         elif isinstance(ev, NTKComputed):
             self.ntk[ev.model] = ev
             if ev.ok:
@@ -260,6 +274,11 @@ class _View:
             f"{ev.computed} points computed, {ev.reused} reused, {ev.seconds:.1f}s",
             highlight=False,
         )
+        if self.saved > 0:
+            c.print(
+                f"adaptive policy: eliminations saved {self.saved:.2e} FLOPs of ladder compute",
+                highlight=False,
+            )
         out = Path(ev.out_dir)
         c.print(f"results: {out / RESULTS_NAME}", highlight=False)
         c.print(f"curves:  {out / CURVES_NAME}", highlight=False)

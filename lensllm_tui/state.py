@@ -36,6 +36,8 @@ class ModelState:
     phase_known: bool = False
     failed: str = ""
     eliminated: str = ""
+    compute_saved: float = 0.0
+    """Ladder compute (FLOPs) the adaptive policy saved by eliminating this model."""
 
     @property
     def phase(self) -> str:
@@ -181,6 +183,7 @@ class RunState:
             case ev.ModelEliminated():
                 m = self.model(event.model)
                 m.eliminated = event.reason
+                m.compute_saved = event.compute_saved
                 m.status = "eliminated"
             case ev.RunFinished():
                 self.phase = "finished"

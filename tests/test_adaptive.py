@@ -161,9 +161,9 @@ def test_reported_cost_overrides_the_table_charge() -> None:
     )
     pol.observe("a", 0, 3.0, cost=0.0)
     pol.observe("a", 200, 2.0, cost=123.0)
-    pol.observe("a", 400, 1.9)  # unreported: 6 * params * tokens per sample * size
-    assert pol.cost == pytest.approx(123.0 + 3000.0 * 400)
-    assert pol.full_cost == pytest.approx(3000.0 * 800)
+    assert pol.full_cost == pytest.approx(123.0 / 200 * 800)  # cost per sample re-measured
+    pol.observe("a", 400, 1.9)  # unreported: charged at the measured cost per sample
+    assert pol.cost == pytest.approx(123.0 + 123.0 / 200 * 400)
 
 
 def test_interval_rescaling_widens_with_confidence() -> None:

@@ -194,6 +194,7 @@ def test_bad_dataset_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "error:" in res.output and "Traceback" not in res.output
 
 
-def test_adaptive_policy_is_refused_at_the_cli(tmp_path: Path) -> None:
-    res = cli.invoke(app, ["run", "--no-ui", "--policy", "adaptive", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "not available yet" in res.output
+def test_unknown_policy_is_refused_at_the_cli(tmp_path: Path) -> None:
+    res = cli.invoke(app, ["run", "--no-ui", "--policy", "random", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "policy must be 'ladder' or 'adaptive'" in res.output
+    assert "Traceback" not in res.output

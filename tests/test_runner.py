@@ -14,6 +14,7 @@ import pytest
 from core.config import ConfigError, DataConfig, NTKConfig, RunConfig, TrainConfig
 from core.events import (
     LawFitted,
+    ModelEliminated,
     ModelFailed,
     NTKComputed,
     PhaseDetected,
@@ -220,9 +221,29 @@ def test_failing_model_is_recorded_and_others_go_on(
     assert res["models"][0]["failed"] == failed[0].reason
 
 
-def test_adaptive_policy_is_refused_with_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not available yet"):
-        run_events(tiny_config(tmp_path, policy="adaptive"))
+def test_unknown_policy_is_refused_with_one_line(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg.policy = "random"  # past RunConfig's own check, as a hand-edited object could be
+    with pytest.raises(ConfigError, match="policy must be"):
+        run_events(cfg)
+
+
+def test_adaptive_policy_runs_zero_shot_then_what_the_policy_asks(tmp_path: Path) -> None:
+    """The adaptive run: zero-shot for all, then points the policy picks, then a ranking."""
+    events = list(run_events(tiny_config(tmp_path, policy="adaptive")))
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
+    done = [(e.model, e.size) for e in events if isinstance(e, PointFinished)]
+    assert done[: len(MODELS)] == [(m, 0) for m in MODELS]
+    trained = done[len(MODELS) :]
+    assert trained and all(s in SIZES for _, s in trained)
+    assert len(set(trained)) == len(trained) <= len(MODELS) * len(SIZES)
+    for m in MODELS:  # each model climbs the ladder in order, never skipping a size
+        sizes = [s for n, s in trained if n == m]
+        assert sizes == SIZES[: len(sizes)]
+    assert sorted(e.model for e in events if isinstance(e, NTKComputed)) == sorted(MODELS)
+    eliminated = {e.model for e in events if isinstance(e, ModelEliminated)}
+    assert len(eliminated) < len(MODELS)
+    assert events[-1].ranking
 
 
 def _jsonl(path: Path, n: int) -> Path:

@@ -267,9 +267,13 @@ class DashboardScreen(Screen):
             steps.update(total=max(1, st.total_steps), progress=st.step)
             self.query_one("#point-label", Static).update(self._point_text())
             failures = self.query_one("#failures", Static)
+            gone = [m for m in st.models.values() if m.eliminated]
             lines = [f"✗ {m.name}: {m.failed}" for m in st.models.values() if m.failed] + [
-                f"⊘ {m.name}: {m.eliminated}" for m in st.models.values() if m.eliminated
+                f"⊘ {m.name}: {m.eliminated} (saves {m.compute_saved:.2e} FLOPs)" for m in gone
             ]
+            if gone:
+                saved = sum(m.compute_saved for m in gone)
+                lines.append(f"compute saved so far: {saved:.2e} FLOPs")
             failures.update("\n".join(lines))
             failures.display = bool(lines)
 

@@ -1,0 +1,41 @@
+"""Front ends show an adaptive run's eliminations with the reason and the compute saved."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from core.events import ModelEliminated, PointFinished, RankEntry, RunFinished, RunStarted
+from lensllm_tui.headless import _View
+from lensllm_tui.state import RunState
+
+STREAM = [
+    RunStarted(("a", "b", "c"), (200, 400), 1600, "/tmp/run", "builtin", 9),
+    PointFinished("a", 0, 3.0, 0.0, 0.1),
+    PointFinished("b", 0, 3.5, 0.0, 0.1),
+    PointFinished("c", 0, 4.0, 0.0, 0.1),
+    ModelEliminated("c", "90% interval [2.1, ...] lies above a's [..., 1.9]", 2.5e12),
+    ModelEliminated("b", "90% interval [2.0, ...] lies above a's [..., 1.9]", 1.5e12),
+    RunFinished("/tmp/run", (RankEntry(1, "a", 1.8, 1.7, 1.9, 1.8),), seconds=1.0),
+]
+
+
+def test_headless_lists_eliminations_and_compute_saved() -> None:
+    buf = io.StringIO()
+    view = _View(Console(file=buf, width=200, force_terminal=False))
+    assert view.consume(iter(STREAM)) == 0
+    out = buf.getvalue()
+    assert "eliminated c: 90% interval [2.1, ...] lies above a's" in out
+    assert "saves 2.50e+12 FLOPs (2.50e+12 saved so far)" in out
+    assert "saves 1.50e+12 FLOPs (4.00e+12 saved so far)" in out
+    assert "eliminations saved 4.00e+12 FLOPs" in out
+
+
+def test_tui_state_keeps_reason_and_compute_saved() -> None:
+    st = RunState()
+    for e in STREAM[:-1]:
+        st.apply(e)
+    c = st.model("c")
+    assert c.status == "eliminated" and c.eliminated.startswith("90% interval")
+    assert c.compute_saved == 2.5e12
