@@ -230,3 +230,31 @@ def test_cli_run_opens_the_dashboard_app(monkeypatch, tmp_path: Path) -> None:
     assert ran[0].config.sizes == [50, 100] and ran[0].config.out_dir == str(out)
     result = CliRunner().invoke(cli, ["run", "--autostart", "--target", "9000"])
     assert result.exit_code == 0 and ran[-1].autostart and ran[-1].config.target == 9000
+
+
+def test_screenshot_key_and_quit_asks_while_running(tmp_path: Path) -> None:
+    from lensllm_tui.screens.dashboard import ConfirmQuit
+
+    config = _config(tmp_path)
+    Path(config.out_dir or "").mkdir(parents=True)
+
+    async def go() -> None:
+        source = partial(synthetic_events, hold_after=2)
+        app = make_app(config, event_source=source, hub_models=lambda: [], autostart=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle_dashboard(pilot, lambda s: s.state.done_points == 2)
+            await pilot.press("s")
+            await pilot.pause()
+            shots = list(Path(config.out_dir or "").glob("*.svg"))
+            assert len(shots) == 1 and "<svg" in shots[0].read_text()[:400]
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirm")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmQuit), what="stay")
+            assert app.is_running and dashboard(pilot).state.active
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirm")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+    asyncio.run(go())
