@@ -128,6 +128,10 @@ class LawFitted(Event):
     interval: tuple[float, float] = (float("nan"), float("nan"))
     reason: str = ""
     time: float = field(default_factory=_now)
+    curve: tuple[tuple[float, float], ...] = ()
+    """The fitted law sampled as (samples, loss) from the smallest ladder size to the
+    target, for plotting; front ends cannot re-evaluate a law whose F term comes from
+    the NTK spectrum, which events do not carry. Empty when there is no fit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.config import ConfigError, RunConfig
 from core.curves import Curve
 from core.events import (
@@ -590,10 +592,27 @@ def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[
             predicted_target=_num(pred.predicted),
             interval=(_num(pred.low), _num(pred.high)),
             reason=str(law.get("reason") or pred.reason or ""),
+            curve=_sample_law(getattr(pred, "fit", None), rec.curve().sizes, config.target),
         )
         tr = rec.transition or {}
         yield PhaseDetected(model, tr.get("size"), _num(tr.get("confidence"), 0.0))
     yield RankingUpdated(record.ranking)
+
+
+def _sample_law(fit: Any, sizes: Any, target: int, n: int = 48) -> tuple[tuple[float, float], ...]:
+    """The fitted law at ``n`` log-spaced sizes from the smallest trained one to the target."""
+    if fit is None or not fit.ok:
+        return ()
+    trained = [float(s) for s in sizes if s > 0]
+    if not trained or target <= min(trained):
+        return ()
+    grid = np.geomspace(min(trained), float(target), n)
+    losses = np.asarray(fit.predict(grid), dtype=float)
+    return tuple(
+        (float(x), float(y))
+        for x, y in zip(grid, losses, strict=True)
+        if math.isfinite(y) and y > 0
+    )
 
 
 def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> None:

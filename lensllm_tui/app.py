@@ -15,6 +15,7 @@ from textual.app import App
 
 from core import events as ev
 from core.config import RunConfig
+from lensllm_tui.recent import RecentRun, recent_runs, run_roots
 from lensllm_tui.screens.dashboard import DashboardScreen, EventSource
 from lensllm_tui.screens.setup import SetupScreen
 
@@ -33,6 +34,11 @@ def cached_hub_models() -> list[str]:
     return list(scan())
 
 
+def recent_run_dirs(config: RunConfig) -> list[RecentRun]:
+    """Run directories under ./runs/ and beside the configured out dir, newest first."""
+    return recent_runs(run_roots(config.out_dir))
+
+
 class LensApp(App[None]):
     """lensllm-tui: set a run up, then watch it."""
 
@@ -47,12 +53,14 @@ class LensApp(App[None]):
         event_source: EventSource = engine_events,
         hub_models: Callable[[], Sequence[str]] = cached_hub_models,
         autostart: bool = False,
+        recent: Callable[[RunConfig], Sequence[RecentRun]] = recent_run_dirs,
     ) -> None:
         super().__init__()
         self.config = config
         self.event_source = event_source
         self.hub_models = hub_models
         self.autostart = autostart
+        self.recent = recent
 
     def on_mount(self) -> None:
         if self.autostart:
@@ -62,7 +70,7 @@ class LensApp(App[None]):
 
     def open_setup(self) -> None:
         """Show the setup screen for the current config (replacing a finished dashboard)."""
-        screen = SetupScreen(self.config, self.hub_models)
+        screen = SetupScreen(self.config, self.hub_models, self.recent)
         if isinstance(self.screen, DashboardScreen):
             self.switch_screen(screen)
         else:
@@ -85,6 +93,7 @@ def make_app(
     event_source: EventSource | None = None,
     hub_models: Callable[[], Sequence[str]] | None = None,
     autostart: bool = False,
+    recent: Callable[[RunConfig], Sequence[RecentRun]] | None = None,
 ) -> LensApp:
     """Build the app: the CLI passes only ``config``; tests also inject the event source."""
     return LensApp(
@@ -92,4 +101,5 @@ def make_app(
         event_source=event_source or engine_events,
         hub_models=hub_models or cached_hub_models,
         autostart=autostart,
+        recent=recent or recent_run_dirs,
     )

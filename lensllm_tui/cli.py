@@ -47,7 +47,7 @@ def _root(
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear error line and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -66,6 +66,22 @@ def _int_list(value: str | None, name: str) -> list[int] | None:
         return [int(v) for v in items]
     except ValueError:
         raise fail(f"{name} must be comma-separated integers, got {value!r}") from None
+
+
+def resume_config(run_dir: Path, config: Path | None, out: Path | None) -> Path:
+    """The config.toml of a run directory to reopen; one clear line if it cannot be."""
+    from core.results import CONFIG_NAME
+
+    if config is not None:
+        raise fail("--resume reopens a run with its own config.toml; drop --config")
+    if out is not None and out.resolve() != run_dir.resolve():
+        raise fail("--resume writes into the run directory it reopens; drop --out")
+    if not run_dir.is_dir():
+        raise fail(f"--resume: no run directory at {run_dir}")
+    path = run_dir / CONFIG_NAME
+    if not path.is_file():
+        raise fail(f"--resume: {run_dir} has no {CONFIG_NAME} (not a lensllm-tui run directory)")
+    return path
 
 
 def build_config(
@@ -145,8 +161,17 @@ def run(
         bool,
         typer.Option("--autostart", help="Dashboard: skip the setup screen and start at once."),
     ] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Reopen a run directory: finished points are reused, missing ones trained.",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui)."""
+    if resume is not None:
+        config, out = resume_config(resume, config, out), resume
     cfg = build_config(config, models, dataset, sizes, target, out, policy, data_format, device)
     if no_ui:
         from lensllm_tui.headless import run_headless

@@ -25,6 +25,8 @@ class ModelState:
     status: str = "queued"
     law: str = ""
     params: dict[str, float] = field(default_factory=dict)
+    curve: tuple[tuple[float, float], ...] = ()
+    """The fitted law as the engine sampled it, (samples, loss), when it did."""
     fit_ok: bool = False
     fit_reason: str = ""
     predicted: float = math.nan
@@ -169,6 +171,7 @@ class RunState:
                 m.fit_reason = event.reason
                 if event.ok:
                     m.params = dict(event.params)
+                    m.curve = tuple(getattr(event, "curve", ()) or ())
                     m.predicted = event.predicted_target
                     m.low, m.high = event.interval
             case ev.PhaseDetected():

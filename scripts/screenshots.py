@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core import events as ev  # noqa: E402
-from core.config import RunConfig  # noqa: E402
+from core.config import DataConfig, NTKConfig, RunConfig, TrainConfig  # noqa: E402
 from lensllm_tui.app import engine_events, make_app  # noqa: E402
 from lensllm_tui.screens.dashboard import DashboardScreen  # noqa: E402
 from lensllm_tui.synthetic import synthetic_events  # noqa: E402
@@ -68,7 +68,7 @@ async def _wait(pilot, condition, timeout: float) -> None:
 
 async def shoot(config: RunConfig, source: Callable, out: Path, hold_after: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    app = make_app(config, hub_models=lambda: [])
+    app = make_app(config, hub_models=lambda: [], recent=lambda c: [])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.3)
         app.save_screenshot("setup.svg", path=str(out))
@@ -103,10 +103,19 @@ def main() -> None:
         config = RunConfig(out_dir="runs/synthetic")
         source, hold = synthetic_events, args.hold_after or 10
     else:
+        # Small enough to finish in minutes on a CPU: three zoo models, a short
+        # ladder, short examples and a small test set and NTK probe.
         run_dir = tempfile.mkdtemp(prefix="lensllm-screenshots-")
-        config = RunConfig(sizes=[50, 100, 200, 400], target=3200, out_dir=run_dir)
-        config.train.min_steps = 4
-        source, hold = engine_events, args.hold_after or 10
+        config = RunConfig(
+            models=["tiny:gpt2-s", "tiny:llama-s", "tiny:llama-l"],
+            sizes=[50, 100, 200, 400],
+            target=3200,
+            data=DataConfig(test_size=48, validation_size=16, max_length=64),
+            train=TrainConfig(batch_size=16, min_steps=4),
+            ntk=NTKConfig(probe_size=8),
+            out_dir=run_dir,
+        )
+        source, hold = engine_events, args.hold_after or 9
     asyncio.run(shoot(config, source, args.out, hold))
 
 

@@ -13,7 +13,7 @@ import threading
 from functools import partial
 from pathlib import Path
 
-from textual.widgets import Input, SelectionList, Static
+from textual.widgets import Input, OptionList, SelectionList, Static
 
 from core import events as ev
 from core.config import RunConfig
@@ -212,6 +212,38 @@ def test_toml_save_and_load_from_setup(tmp_path: Path) -> None:
     asyncio.run(go())
 
 
+def test_recent_runs_list_reopens_a_run_directory(tmp_path: Path) -> None:
+    """A run directory under the out dir's parent is listed; selecting it loads its config."""
+    old = tmp_path / "runs" / "old"
+    old.mkdir(parents=True)
+    RunConfig(models=["tiny:llama-s"], sizes=[30, 60], target=700, out_dir="elsewhere").save_toml(
+        old / "config.toml"
+    )
+    (old / "results.json").write_text('{"status": "finished", "ranking": [{"rank": 1}]}')
+    (tmp_path / "runs" / "not-a-run").mkdir()
+    config = RunConfig(models=MODELS, out_dir=str(tmp_path / "runs" / "new"))
+
+    async def go() -> None:
+        app = make_app(config, hub_models=lambda: [])
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            listing = screen.query_one("#recent", OptionList)
+            assert listing.display and listing.option_count == 1
+            assert "finished" in str(listing.get_option_at_index(0).prompt)
+            listing.focus()
+            listing.highlighted = 0
+            await pilot.press("enter")
+            await pilot.pause()
+            assert screen.query_one("#sizes", Input).value == "30,60"
+            assert screen.query_one("#target", Input).value == "700"
+            assert screen.query_one("#out", Input).value == str(old)
+            assert list(screen.query_one("#models", SelectionList).selected) == ["tiny:llama-s"]
+            assert "reopened" in str(screen.query_one("#setup-message", Static).render())
+            assert screen.gather().out_dir == str(old)
+
+    asyncio.run(go())
+
+
 def test_cli_run_opens_the_dashboard_app(monkeypatch, tmp_path: Path) -> None:
     """`lensllm-tui run` (no --no-ui) builds the app with make_app and runs it."""
     from typer.testing import CliRunner
@@ -230,3 +262,37 @@ def test_cli_run_opens_the_dashboard_app(monkeypatch, tmp_path: Path) -> None:
     assert ran[0].config.sizes == [50, 100] and ran[0].config.out_dir == str(out)
     result = CliRunner().invoke(cli, ["run", "--autostart", "--target", "9000"])
     assert result.exit_code == 0 and ran[-1].autostart and ran[-1].config.target == 9000
+    # --resume DIR: DIR's own config, writing into DIR (here started at once).
+    RunConfig(sizes=[30, 60], target=700, out_dir="moved").save_toml(tmp_path / "config.toml")
+    result = CliRunner().invoke(cli, ["run", "--autostart", "--resume", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert ran[-1].autostart and ran[-1].config.sizes == [30, 60]
+    assert ran[-1].config.out_dir == str(tmp_path)
+
+
+def test_screenshot_key_and_quit_asks_while_running(tmp_path: Path) -> None:
+    from lensllm_tui.screens.dashboard import ConfirmQuit
+
+    config = _config(tmp_path)
+    Path(config.out_dir or "").mkdir(parents=True)
+
+    async def go() -> None:
+        source = partial(synthetic_events, hold_after=2)
+        app = make_app(config, event_source=source, hub_models=lambda: [], autostart=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle_dashboard(pilot, lambda s: s.state.done_points == 2)
+            await pilot.press("s")
+            await pilot.pause()
+            shots = list(Path(config.out_dir or "").glob("*.svg"))
+            assert len(shots) == 1 and "<svg" in shots[0].read_text()[:400]
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirm")
+            await pilot.press("n")
+            await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmQuit), what="stay")
+            assert app.is_running and dashboard(pilot).state.active
+            await pilot.press("q")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmQuit), what="confirm")
+            await pilot.press("y")
+            await wait_for(pilot, lambda: not app.is_running, what="exit")
+
+    asyncio.run(go())

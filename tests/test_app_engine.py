@@ -81,8 +81,30 @@ def test_setup_start_finish_on_the_real_engine(tiny_run: RunConfig) -> None:
     finished = [e for e in engine if isinstance(e, ev.PointFinished)]
     assert {(e.model, e.size) for e in finished} >= {(m, s) for m in MODELS for s in (25, 50, 100)}
     assert all(math.isfinite(e.loss) and e.loss > 0 for e in finished)
+    # Laws fitted on this short ladder (if any) arrive sampled out to the target.
+    for fit in (e for e in engine if isinstance(e, ev.LawFitted) and e.ok):
+        assert fit.curve and fit.curve[-1][0] == pytest.approx(400)
     # A run started from the dashboard writes the same files as headless mode.
     out = Path(tiny_run.out_dir or "")
     results = json.loads((out / "results.json").read_text())
-    assert results  # non-empty
+    assert results["status"] == "finished"
+    assert {m["model"] for m in results["models"]} == set(MODELS)
     assert (out / "curves.csv").is_file()
+
+
+def test_engine_samples_fitted_laws_for_the_chart() -> None:
+    """LawFitted.curve: the fit evaluated from the smallest trained size to the target."""
+    import numpy as np
+
+    from core.laws import fit_law
+    from core.runner import _sample_law
+
+    sizes = np.array([50.0, 100, 200, 400, 800])
+    losses = 30.0 / sizes**0.5 + 2.0
+    fit = fit_law("vanilla", sizes, losses)
+    assert fit.ok
+    curve = _sample_law(fit, [0, 50, 100, 200, 400, 800], 6400)
+    xs = np.array([x for x, _ in curve])
+    assert xs[0] == pytest.approx(50) and xs[-1] == pytest.approx(6400) and len(curve) == 48
+    assert np.allclose([y for _, y in curve], 30.0 / xs**0.5 + 2.0, rtol=1e-3)
+    assert _sample_law(None, [50, 100], 6400) == ()

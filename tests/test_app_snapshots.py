@@ -22,8 +22,12 @@ def _no_cache() -> list[str]:
     return []
 
 
+def _no_runs(config: RunConfig) -> list:
+    return []
+
+
 def test_setup_screen(snap_compare) -> None:
-    app = make_app(CONFIG, hub_models=_no_cache)
+    app = make_app(CONFIG, hub_models=_no_cache, recent=_no_runs)
 
     async def ready(pilot) -> None:
         await wait_for(pilot, lambda: pilot.app.screen.query("#models"), what="setup form")

@@ -43,3 +43,14 @@ def test_console_script_installed() -> None:
         [sys.executable, "-m", "lensllm_tui.cli", "--version"], capture_output=True, text=True
     )
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_resume_needs_a_run_directory_with_its_config(tmp_path) -> None:
+    missing = runner.invoke(app, ["run", "--no-ui", "--resume", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "no run directory" in missing.output
+    no_config = runner.invoke(app, ["run", "--no-ui", "--resume", str(tmp_path)])
+    assert no_config.exit_code == 2 and "no config.toml" in no_config.output
+    both = runner.invoke(app, ["run", "--resume", str(tmp_path), "--config", "x.toml"])
+    assert both.exit_code == 2 and "drop --config" in both.output
+    for result in (missing, no_config, both):
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -92,6 +93,20 @@ def test_cli_run_writes_results(uninterrupted: Path) -> None:
     assert res["status"] == "finished"
     assert [p["size"] for p in model_entry(res, MODEL)["points"]] == [0, 25, 50, 200]
     assert (uninterrupted / "curves.csv").is_file()
+
+
+def test_resume_of_a_finished_run_trains_nothing(uninterrupted: Path, tmp_path: Path) -> None:
+    """`run --no-ui --resume DIR` reruns DIR's own config into DIR: every point is reused."""
+    run_dir = tmp_path / "copy"
+    shutil.copytree(uninterrupted, run_dir)
+    res = cli.invoke(app, ["run", "--no-ui", "--resume", str(run_dir)])
+    assert res.exit_code == EXIT_OK, res.output
+    assert "0 points computed, 4 reused" in res.output
+    got = results(run_dir)
+    assert got["status"] == "finished" and got["out_dir"] == str(run_dir)
+    points = model_entry(got, MODEL)["points"]
+    assert [p["size"] for p in points] == [0, 25, 50, 200]
+    assert all(p["reused"] for p in points)
 
 
 def test_failed_model_sets_exit_code_and_summary(

@@ -231,7 +231,10 @@ class DashboardScreen(Screen):
         if isinstance(event, ev.PhaseDetected):
             m = self.state.models.get(event.model)
             return m is None or not m.phase_known or m.transition != event.transition_size
-        return not (isinstance(event, ev.LawFitted) and event.ok)
+        if isinstance(event, ev.LawFitted):
+            m = self.state.models.get(event.model)
+            return not event.ok and (m is None or m.fit_reason != event.reason)
+        return True
 
     @on(ProgressTick)
     def _progress_tick(self, _: ProgressTick) -> None:

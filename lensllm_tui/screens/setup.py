@@ -8,6 +8,7 @@ and TOML files use, so the screen cannot start a run the engine would reject.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,13 +17,23 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static
-from textual.widgets.option_list import OptionDoesNotExist
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    SelectionList,
+    Static,
+)
+from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
 from core.config import ConfigError, RunConfig
 from lensllm_tui.checks import Verdict, check_dataset, check_model, parse_sizes, tiny_names
+from lensllm_tui.recent import CONFIG_NAME, RecentRun
 
 DEFAULT_CONFIG_PATH = "lensllm.toml"
 
@@ -42,11 +53,15 @@ class SetupScreen(Screen):
     ]
 
     def __init__(
-        self, config: RunConfig, discover: Callable[[], Sequence[str]] | None = None
+        self,
+        config: RunConfig,
+        discover: Callable[[], Sequence[str]] | None = None,
+        recent: Callable[[RunConfig], Sequence[RecentRun]] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.discover = discover
+        self.recent = recent
         self.hub_models: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- layout
@@ -94,10 +109,16 @@ class SetupScreen(Screen):
             with Horizontal(classes="row"):
                 yield Button("Start run", id="start", variant="success", compact=True)
                 yield Static("", id="setup-message")
+            yield Label(
+                "Recent runs [dim](enter reopens one: finished points are not trained again)[/]",
+                id="recent-label",
+            )
+            yield OptionList(id="recent", compact=True)
         yield Footer()
 
     def on_mount(self) -> None:
         self.fill(self.config)
+        self.show_recent()
         self.query_one("#models", SelectionList).focus()
         if self.discover is not None:
             self.find_cached_models()
@@ -126,6 +147,27 @@ class SetupScreen(Screen):
     def _discovery_failed(self, message: Worker.StateChanged) -> None:
         if message.worker.group == "hub-cache" and message.state == WorkerState.ERROR:
             self._say(f"(Hugging Face cache not scanned: {message.worker.error})", ok=False)
+
+    def show_recent(self) -> None:
+        """List reopenable run directories (hidden when there are none)."""
+        runs = list(self.recent(self.config)) if self.recent is not None else []
+        listing = self.query_one("#recent", OptionList)
+        listing.clear_options()
+        for run in runs:
+            listing.add_option(Option(f"{run.path}  [dim]{run.status}[/]", id=str(run.path)))
+        self.query_one("#recent-label", Label).display = bool(runs)
+        listing.display = bool(runs)
+
+    @on(OptionList.OptionSelected, "#recent")
+    def _reopen(self, event: OptionList.OptionSelected) -> None:
+        path = Path(event.option.id or "")
+        try:
+            config = RunConfig.load_toml(path / CONFIG_NAME)
+        except ConfigError as exc:
+            self._say(f"✗ {exc}", ok=False)
+            return
+        self.fill(replace(config, out_dir=str(path)))
+        self._say(f"✓ reopened {path}: ctrl+r continues it", ok=True)
 
     # ------------------------------------------------------------- form <-> cfg
     def fill(self, config: RunConfig) -> None:

@@ -36,7 +36,7 @@ def describe(event: ev.Event) -> tuple[str, str] | None:
             return ("dim", f"{event.model}: NTK n={event.n}, eff. rank {event.effective_rank:.1f}")
         case ev.LawFitted():
             if not event.ok:
-                return ("yellow", f"{event.model}: {event.law} fit failed ({event.reason})")
+                return ("dim", f"{event.model}: no law fit yet ({event.reason})")
             if math.isfinite(event.predicted_target):
                 return ("dim", f"{event.model}: {event.law} fit → {event.predicted_target:.3f}")
             return None

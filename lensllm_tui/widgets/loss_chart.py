@@ -143,9 +143,13 @@ class LossChart(PlotextPlot):
         color = "gray" if faded else COLORS[index % len(COLORS)]
         used: list[float] = []
         pts = sorted((s, v) for s, v in m.points.items() if s > 0 and v > 0)
-        if m.params and m.fit_ok:
-            grid = np.geomspace(10**x_lo, target, 60)
-            ys = law_values(m.law, m.params, grid)
+        if m.fit_ok and (m.curve or m.params):
+            if m.curve:  # sampled by the engine, which holds the NTK spectrum
+                grid = np.array([x for x, _ in m.curve], dtype=float)
+                ys = np.array([y for _, y in m.curve], dtype=float)
+            else:
+                grid = np.geomspace(10**x_lo, target, 60)
+                ys = law_values(m.law, m.params, grid)
             if ys is not None:
                 ok = np.isfinite(ys) & (ys > 0)
                 if ok.any():
