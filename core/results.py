@@ -114,6 +114,9 @@ class RunRecord:
                         "transition": m.transition,
                         "prediction": m.prediction,
                         "ntk": m.ntk,
+                        # Full spectrum (eigenvalues, weights (u_k . r0)^2) so the
+                        # NTK-informed law can be refitted from results.json alone.
+                        "spectrum": m.spectrum.to_dict() if m.spectrum is not None else None,
                     }
                     for m in self.models.values()
                 ],

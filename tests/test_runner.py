@@ -137,6 +137,9 @@ def test_results_json_and_curves_csv(reference: tuple[Path, list[object]]) -> No
             assert pred["low"] <= pred["predicted"] <= pred["high"]
         assert m["ntk"]["ok"] and m["ntk"]["trace"] > 0 and len(m["ntk"]["top_eigenvalues"]) >= 1
         assert m["ntk"]["effective_rank"] >= 1.0
+        spec = m["spectrum"]  # the full spectrum, not only its summary
+        assert len(spec["eigenvalues"]) == len(spec["weights"]) == 4  # probe_size
+        assert sum(spec["eigenvalues"]) == pytest.approx(m["ntk"]["trace"], rel=1e-6)
     assert sorted(r["model"] for r in res["ranking"]) == sorted(MODELS)
     assert [r["rank"] for r in res["ranking"]] == [1, 2]
     assert (out / "config.toml").is_file()
