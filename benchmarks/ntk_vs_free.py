@@ -29,6 +29,15 @@ four default models: RMSE log 0.0180 (NTK) vs 0.0100 (F free), Spearman 0.80
 vs 1.00, top-1 right for both. A true negative on this small, flat setting:
 on the gpt2 models the NTK term (tau > 0) over-predicts the gain; on the llama
 models the fit chose tau = 0 and equals the free-F law.
+
+Measured again 2026-11-23 on zoo v3 with the full default ladder plus 100
+(``--out /tmp/ntkfull``, idle 2-core machine, 57 s): NTK-informed vs F free,
+RMSE log / Spearman / top-1 right --
+budget 400 -> 800: 0.0189 / 0.80 / yes vs 0.0014 / 0.80 / yes;
+budget 400 -> 1600: 0.0912 / -0.20 / no vs 0.0067 / 0.80 / no;
+budget 800 -> 1600: 0.0050 / 1.00 / yes vs 0.0031 / 0.80 / no.
+The NTK term is less accurate in all 3 cells, ranks better in one and worse
+in one; the probe costs 2.0% of the ladder's FLOPs (10.9% of its seconds).
 """
 
 from __future__ import annotations
