@@ -21,7 +21,7 @@ import os
 import re
 import socket
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -339,12 +339,7 @@ def _in_half(path: Path, half: int) -> bool:
 def docstring_pairs(half: int) -> list[tuple[str, str]]:
     """(signature, first docstring paragraph) of stdlib functions in one file half."""
     pairs = []
-    for path in _stdlib_files():
-        if not _in_half(path, half):
-            continue
-        tree = _parse(path)
-        if tree is None:
-            continue
+    for path, tree in _parsed_half(half):
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 doc = ast.get_docstring(node)
@@ -361,12 +356,7 @@ def docstring_pairs(half: int) -> list[tuple[str, str]]:
 def pretraining_corpus(half: int = 0) -> list[str]:
     """Docstrings of the other half of the stdlib: related text the tasks never see."""
     out = []
-    for path in _stdlib_files():
-        if not _in_half(path, half):
-            continue
-        tree = _parse(path)
-        if tree is None:
-            continue
+    for _path, tree in _parsed_half(half):
         for node in ast.walk(tree):
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 doc = ast.get_docstring(node)
@@ -376,6 +366,13 @@ def pretraining_corpus(half: int = 0) -> list[str]:
                         if len(para) >= 40:
                             out.append(para)
     return out
+
+
+def _parsed_half(half: int) -> Iterator[tuple[Path, ast.Module]]:
+    """The parseable stdlib files of one half, with their syntax trees."""
+    for path in _stdlib_files():
+        if _in_half(path, half) and (tree := _parse(path)) is not None:
+            yield path, tree
 
 
 def _parse(path: Path) -> ast.Module | None:
