@@ -8,6 +8,7 @@ loaded back through from_pretrained, exactly like the real zoo.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,15 @@ def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("gpt2-s", "llama-s", "t5-s"):
         ensure_built(name, cache_dir=root, pretrain_steps=2)
     return root
+
+
+@pytest.fixture(scope="module")
+def zoo_env(zoo_cache: Path) -> Iterator[Path]:
+    """Opt-in (usefixtures) for modules whose subprocesses load zoo models: point the zoo cache at the session's quickly built tiny models (env reaches children)."""
+    old = os.environ.get("LENSLLM_TUI_CACHE")
+    os.environ["LENSLLM_TUI_CACHE"] = str(zoo_cache)
+    yield zoo_cache
+    if old is None:
+        os.environ.pop("LENSLLM_TUI_CACHE", None)
+    else:
+        os.environ["LENSLLM_TUI_CACHE"] = old

@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,7 @@ BAD = "no-such-org/no-such-model-xyz"
 cli = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def zoo_env(zoo_cache: Path) -> Iterator[Path]:
-    """Point the zoo cache at the session's quickly built tiny models (env reaches children)."""
-    old = os.environ.get("LENSLLM_TUI_CACHE")
-    os.environ["LENSLLM_TUI_CACHE"] = str(zoo_cache)
-    yield zoo_cache
-    if old is None:
-        os.environ.pop("LENSLLM_TUI_CACHE", None)
-    else:
-        os.environ["LENSLLM_TUI_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
 def write_config(path: Path, out: Path, models: list[str], sizes: list[int]) -> Path:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,16 +30,7 @@ MODELS = ["tiny:gpt2-s", "tiny:llama-s"]
 SIZES = [25, 50, 100]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def zoo_env(zoo_cache: Path) -> Iterator[Path]:
-    """Point the zoo cache at the session's quickly built tiny models (env reaches children)."""
-    old = os.environ.get("LENSLLM_TUI_CACHE")
-    os.environ["LENSLLM_TUI_CACHE"] = str(zoo_cache)
-    yield zoo_cache
-    if old is None:
-        os.environ.pop("LENSLLM_TUI_CACHE", None)
-    else:
-        os.environ["LENSLLM_TUI_CACHE"] = old
+pytestmark = pytest.mark.usefixtures("zoo_env")
 
 
 def tiny_config(out: Path, **overrides: object) -> RunConfig:
