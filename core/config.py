@@ -133,6 +133,56 @@ class NTKConfig:
 
 
 @dataclass
+class AdaptiveRunConfig:
+    """The adaptive policy's knobs on a live run (``[adaptive]``; used by ``policy = "adaptive"``).
+
+    Defaults match ``core.adaptive.AdaptiveConfig`` except the budget. There the
+    default cap is 5% of full fine-tuning, a budget for a user's real job, where
+    the ladder is cheap next to the target (a ladder to 3200 samples against a
+    target of 100,000+ costs about 6% of fine-tuning every candidate at the
+    target, so the cap decides how much of it runs). Live runs default to no cap
+    because the ladder itself already bounds the spend, and on short demo runs
+    a 5% cap would stop before any model could be judged: the default ladder
+    200..1600 against the default target 6400 costs about 0.47 of full
+    fine-tuning, and its first two rungs alone cost 0.09. Set ``budget`` to
+    spend at most that fraction; the run then stops when the next point would
+    exceed it.
+    """
+
+    confidence: float = 0.9
+    """Two-sided confidence of the intervals elimination compares; higher is safer and costlier."""
+    budget: float | None = None
+    """Most compute to spend, as a fraction of full fine-tuning (every candidate once at
+    the target size); None: no cap (the ladder bounds the spend)."""
+    gamma: float = 0.01
+    """A fit is stable when its predicted target loss moved by at most this fraction."""
+    tau: int = 2
+    """A model stops getting points after this many successive stable fits."""
+    min_points: int | None = None
+    """Fine-tuned points a model needs before it may be eliminated or stopped; None:
+    all but the last ladder size (between 2 and 4)."""
+
+    def __post_init__(self) -> None:
+        _check(0 < self.confidence < 1, "adaptive.confidence must be in (0, 1)")
+        _check(
+            self.budget is None or 0 < self.budget <= 1,
+            "adaptive.budget must be a fraction in (0, 1] of full fine-tuning, or none",
+        )
+        _check(0 < self.gamma < 1, "adaptive.gamma must be in (0, 1)")
+        _check(self.tau >= 1, "adaptive.tau must be at least 1")
+        _check(
+            self.min_points is None or self.min_points >= 2,
+            "adaptive.min_points must be at least 2",
+        )
+
+    def min_points_for(self, ladder: int) -> int:
+        """``min_points``, or by default all but the last of ``ladder`` sizes (2 to 4)."""
+        if self.min_points is not None:
+            return self.min_points
+        return max(2, min(4, ladder - 1))
+
+
+@dataclass
 class RunConfig:
     """A whole run: candidates, data, ladder, target, training and where to write."""
 
@@ -149,6 +199,8 @@ class RunConfig:
     """Results directory; None makes a new one under ./runs/."""
     device: str = "auto"
     """``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    adaptive: AdaptiveRunConfig = field(default_factory=AdaptiveRunConfig)
+    """The adaptive policy's confidence, budget and thresholds (``policy = "adaptive"``)."""
 
     def __post_init__(self) -> None:
         # TOML round trips hand us plain dicts and lists; accept them.
@@ -158,6 +210,8 @@ class RunConfig:
             self.train = TrainConfig(**self.train)
         if isinstance(self.ntk, dict):
             self.ntk = NTKConfig(**self.ntk)
+        if isinstance(self.adaptive, dict):
+            self.adaptive = AdaptiveRunConfig(**self.adaptive)
         self.models = list(self.models)
         self.sizes = sorted(int(s) for s in self.sizes)
         _check(len(self.models) >= 1, "at least one model is needed")
@@ -188,7 +242,12 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known)
         _check(not unknown, f"unknown config key(s): {', '.join(unknown)}")
-        sections = {"data": DataConfig, "train": TrainConfig, "ntk": NTKConfig}
+        sections = {
+            "data": DataConfig,
+            "train": TrainConfig,
+            "ntk": NTKConfig,
+            "adaptive": AdaptiveRunConfig,
+        }
         for name, kind in sections.items():
             if name in raw:
                 _check(isinstance(raw[name], dict), f"[{name}] must be a table")

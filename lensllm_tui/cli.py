@@ -68,6 +68,18 @@ def _int_list(value: str | None, name: str) -> list[int] | None:
         raise fail(f"{name} must be comma-separated integers, got {value!r}") from None
 
 
+def _budget(value: str) -> float | None:
+    """``--budget``: a fraction of full fine-tuning, or 'none' for no cap."""
+    if value.strip().lower() in ("none", "off", "no"):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(
+            f"--budget must be a fraction of full fine-tuning (e.g. 0.1) or 'none', got {value!r}"
+        ) from None
+
+
 def resume_config(run_dir: Path, config: Path | None, out: Path | None) -> Path:
     """The config.toml of a run directory to reopen; one clear line if it cannot be."""
     from core.results import CONFIG_NAME
@@ -94,6 +106,11 @@ def build_config(
     policy: str | None,
     data_format: str | None = None,
     device: str | None = None,
+    *,
+    budget: str | None = None,
+    confidence: float | None = None,
+    gamma: float | None = None,
+    tau: int | None = None,
 ) -> RunConfig:
     """Merge a TOML config (if given) with command-line overrides into one RunConfig."""
     try:
@@ -114,6 +131,14 @@ def build_config(
             raw["policy"] = policy
         if device is not None:
             raw["device"] = device
+        adaptive = raw.setdefault("adaptive", {})
+        if budget is not None:
+            adaptive.pop("budget", None)
+            if (b := _budget(budget)) is not None:
+                adaptive["budget"] = b
+        for key, value in (("confidence", confidence), ("gamma", gamma), ("tau", tau)):
+            if value is not None:
+                adaptive[key] = value
         return RunConfig.from_dict(raw)
     except ConfigError as exc:
         raise fail(str(exc)) from None
@@ -157,6 +182,34 @@ def run(
         str | None, typer.Option(help="'ladder' (all points) or 'adaptive' (stop early).")
     ] = None,
     device: Annotated[str | None, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FRACTION",
+            help="Adaptive policy: spend at most this fraction of full fine-tuning (every "
+            "candidate once at the target), e.g. 0.1; 'none' (default): no cap.",
+        ),
+    ] = None,
+    confidence: Annotated[
+        float | None,
+        typer.Option(
+            help="Adaptive policy: confidence of the intervals that eliminate a model "
+            "(default 0.9; lower eliminates sooner)."
+        ),
+    ] = None,
+    gamma: Annotated[
+        float | None,
+        typer.Option(
+            help="Adaptive policy: a fit is stable when its prediction moves by at most "
+            "this fraction (default 0.01)."
+        ),
+    ] = None,
+    tau: Annotated[
+        int | None,
+        typer.Option(
+            help="Adaptive policy: stable fits in a row before a model stops (default 2)."
+        ),
+    ] = None,
     autostart: Annotated[
         bool,
         typer.Option("--autostart", help="Dashboard: skip the setup screen and start at once."),
@@ -172,7 +225,21 @@ def run(
     """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui)."""
     if resume is not None:
         config, out = resume_config(resume, config, out), resume
-    cfg = build_config(config, models, dataset, sizes, target, out, policy, data_format, device)
+    cfg = build_config(
+        config,
+        models,
+        dataset,
+        sizes,
+        target,
+        out,
+        policy,
+        data_format,
+        device,
+        budget=budget,
+        confidence=confidence,
+        gamma=gamma,
+        tau=tau,
+    )
     if no_ui:
         from lensllm_tui.headless import run_headless
 
