@@ -10,6 +10,7 @@ cheap to serialise (``to_dict``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -173,6 +174,41 @@ class ModelEliminated(Event):
     reason: str
     compute_saved: float = 0.0
     time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyStopped(Event):
+    """An adaptive policy stopped asking for points: why, what it spent, what it saved.
+
+    Costs are FLOPs as the runner reports them. ``cost_fraction`` is ``cost`` over
+    ``full_cost``, the cost of fine-tuning every candidate once at the target size;
+    ``compute_saved`` is the ladder compute the eliminations skipped, and
+    ``ladder_cost`` what the ladder policy (every model on every size) would spend.
+    """
+
+    reason: str
+    cost: float
+    full_cost: float
+    cost_fraction: float
+    compute_saved: float = 0.0
+    ladder_cost: float = float("nan")
+    budget: float | None = None
+    """The cap as a fraction of full fine-tuning; None when the run had none."""
+    eliminated: tuple[tuple[str, str], ...] = ()
+    """(model, reason) for every model the policy eliminated, in order."""
+    time: float = field(default_factory=_now)
+
+    def summary(self) -> str:
+        """One line for every front end: why it stopped, what it spent, what it saved."""
+        budget = "no budget cap" if self.budget is None else f"budget {self.budget:g}"
+        ladder = ""
+        if math.isfinite(self.ladder_cost) and self.full_cost > 0:
+            ladder = f"; the full ladder would cost {self.ladder_cost / self.full_cost:.3f}"
+        frac = f"{self.cost_fraction:.3f}" if math.isfinite(self.cost_fraction) else "-"
+        return (
+            f"{self.reason}; spent {self.cost:.2e} FLOPs = {frac} of full fine-tuning "
+            f"({budget}){ladder}; eliminations saved {self.compute_saved:.2e} FLOPs"
+        )
 
 
 @dataclass(frozen=True, slots=True)

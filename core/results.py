@@ -89,6 +89,8 @@ class RunRecord:
     selector: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     seconds: float = 0.0
+    policy: dict[str, Any] = field(default_factory=dict)
+    """The adaptive policy's account (stop reason, cost, eliminations); empty on a ladder run."""
 
     def failures(self) -> list[tuple[str, str]]:
         return [(m.model, m.failed) for m in self.models.values() if m.failed is not None]
@@ -133,6 +135,7 @@ class RunRecord:
                     for e in self.ranking
                 ],
                 "failures": [{"model": m, "reason": r} for m, r in self.failures()],
+                "policy": self.policy or None,
             }
         )
 

@@ -44,6 +44,7 @@ from core.events import (
     PointFinished,
     PointProgress,
     PointStarted,
+    PolicyStopped,
     RankEntry,
     RankingUpdated,
     RunCancelled,
@@ -181,16 +182,25 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
     spectrum is probed once; the weights are reloaded per point, which keeps one
     model in memory at a time). A model the policy eliminates gets no more
     compute: ModelEliminated says why and how much ladder compute that saves.
-    Points are charged the FLOPs the runner reports; before a model's first
-    point its cost per sample is guessed as 6 x parameters x max_length.
+
+    Cost is the issue's live charge, 6 x parameters x training tokens per point
+    (evaluation is left out: the ladder and full fine-tuning evaluate alike).
+    Before a model's first trained point its cost per sample is guessed from its
+    zero-shot point, 6 x parameters x non-pad tokens per test example; the policy
+    then re-measures it from every point it is charged. With ``adaptive.budget``
+    set the policy never starts a point whose estimated cost would take the run
+    past that fraction of full fine-tuning, and stops when no point fits.
+    PolicyStopped (and ``policy`` in results.json) reports why it stopped, what
+    it spent, the fraction of full fine-tuning, and the compute saved.
     """
     from core import models as models_mod
     from core.adaptive import AdaptiveConfig, AdaptivePolicy, selector_predictor
 
     config = run.config
+    ad = config.adaptive
     index = 0
     names: list[str] = []
-    unit: dict[str, float] = {}
+    params: dict[str, float] = {}
     probed: set[str] = set()
 
     def one_point(name: str, size: int, at: int) -> Iterator[Event]:
@@ -209,7 +219,7 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
             yield from run.model(name, [], index, total)  # reports the failure as ModelFailed
             continue
         names.append(name)
-        unit[name] = 6.0 * float(spec.params or 1.0) * config.data.max_length
+        params[name] = float(spec.params or 1.0)
     for name in names:  # zero-shot: no training, free to the policy
         if run.cancel.is_set():
             return
@@ -218,20 +228,26 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
     names = [n for n in names if run.record.models[n].failed is None]
     if not names:
         return
+    unit = {n: _unit_cost_guess(run, n, params[n]) for n in names}
     policy = AdaptivePolicy(
         names,
         sizes,
         config.target,
         unit,
         selector_predictor(config.selector, config.target),
-        # A live ladder is short next to its target, so no budget cap: the run stops
-        # by the thresholds and eliminations; judge a model on all but its last size.
-        AdaptiveConfig(max_cost_fraction=None, min_points=max(2, min(4, len(sizes) - 1))),
+        AdaptiveConfig(
+            gamma=ad.gamma,
+            tau=ad.tau,
+            confidence=ad.confidence,
+            min_points=ad.min_points_for(len(sizes)),
+            max_cost_fraction=ad.budget,
+        ),
     )
     for name in names:
         for p in run.record.models[name].points:
             if p.size == 0:
                 policy.observe(name, 0, p.loss, cost=0.0)
+    run.record.policy = _policy_account(policy, ad.budget, running=True)
     while not run.cancel.is_set() and (step := policy.next_point()) is not None:
         name, size = step
         yield from one_point(name, size, index)
@@ -241,9 +257,77 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
         if rec.failed is not None or point is None:
             policy.fail(name, rec.failed or f"no point at size {size}")
             continue
-        flops = point.flops if point.flops and point.flops > 0 else None
-        for e in policy.observe(name, size, point.loss, cost=flops):
+        charged = 6.0 * params[name] * point.train_tokens if point.train_tokens > 0 else None
+        eliminated = policy.observe(name, size, point.loss, cost=charged)
+        run.record.policy = _policy_account(policy, ad.budget, running=True)
+        run.record.write()
+        for e in eliminated:
             yield ModelEliminated(e.model, e.reason, e.compute_saved)
+    if run.cancel.is_set():
+        run.record.policy = {**_policy_account(policy, ad.budget), "stop_reason": "cancelled"}
+        return
+    account = _policy_account(policy, ad.budget)
+    run.record.policy = account
+    run.record.write()
+    yield PolicyStopped(
+        reason=account["stop_reason"],
+        cost=account["cost"],
+        full_cost=account["full_cost"],
+        cost_fraction=account["cost_fraction"],
+        compute_saved=account["compute_saved"],
+        ladder_cost=account["ladder_cost"],
+        budget=ad.budget,
+        eliminated=tuple((e["model"], e["reason"]) for e in account["eliminated"]),
+    )
+
+
+def _unit_cost_guess(run: _Run, name: str, params: float) -> float:
+    """Training cost per sample before any is measured: 6 x params x tokens per example.
+
+    Tokens per example come from the model's zero-shot point (non-pad tokens over
+    the test examples, which are drawn like the training ones); without one, the
+    configured max_length (an upper bound).
+    """
+    rec = run.record.models[name]
+    zero = next((p for p in rec.points if p.size == 0 and p.eval_tokens > 0), None)
+    n_test = len(getattr(run.task, "test", ()) or ()) or run.config.data.test_size
+    per_example = zero.eval_tokens / n_test if zero is not None else run.config.data.max_length
+    return 6.0 * params * max(per_example, 1.0)
+
+
+def _policy_account(policy: Any, budget: float | None, *, running: bool = False) -> dict[str, Any]:
+    """The policy's state as results.json records it: spend, stop reason, eliminations."""
+    res = policy.result()
+    return {
+        "name": "adaptive",
+        "config": dataclasses.asdict(res.config),
+        "budget": budget,
+        "stop_reason": "running" if running else res.stop_reason,
+        "cost": res.cost,
+        "full_cost": res.full_cost,
+        "cost_fraction": res.cost_fraction,
+        "ladder_cost": res.ladder_cost,
+        "ladder_cost_fraction": res.ladder_cost / res.full_cost if res.full_cost > 0 else None,
+        "compute_saved": policy.compute_saved,
+        "consumed": [[m, s] for m, s in res.consumed if s > 0],
+        "eliminated": [
+            {"model": e.model, "reason": e.reason, "size": e.size, "compute_saved": e.compute_saved}
+            for e in res.eliminated
+        ],
+        "outcomes": [
+            {
+                "model": o.model,
+                "status": o.status,
+                "sizes": list(o.sizes),
+                "predicted": o.predicted,
+                "low": o.low,
+                "high": o.high,
+                "cost": o.cost,
+                "reason": o.reason,
+            }
+            for o in res.outcomes
+        ],
+    }
 
 
 def ntk_settings(config: RunConfig) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from core.events import (
     PointFinished,
     PointProgress,
     PointStarted,
+    PolicyStopped,
     RankEntry,
     RunCancelled,
     RunFinished,
@@ -153,6 +154,8 @@ class _View:
         self.finished_points = 0
         self.saved = 0.0
         """Compute the adaptive policy's eliminations have saved so far (FLOPs)."""
+        self.eliminated: dict[str, str] = {}
+        self.stopped: PolicyStopped | None = None
 
     def close(self) -> None:
         self.progress.stop()
@@ -212,6 +215,7 @@ class _View:
             self.line(f"[red]model failed[/] {ev.model}: {ev.reason}")
         elif isinstance(ev, ModelEliminated):
             self.saved += ev.compute_saved
+            self.eliminated[ev.model] = ev.reason
             task = self.per_model.get(ev.model)
             if task is not None:
                 remaining = self.progress.tasks[task].total - self.done[ev.model]
@@ -221,6 +225,11 @@ class _View:
                 f"[yellow]eliminated[/] {ev.model}: {ev.reason}; saves {ev.compute_saved:.2e} "
                 f"FLOPs ({self.saved:.2e} saved so far)"
             )
+        elif isinstance(ev, PolicyStopped):
+            self.stopped = ev
+            if self.overall is not None:  # points the policy skipped will not come
+                self.progress.update(self.overall, total=self.finished_points)
+            self.line(f"[bold]adaptive policy stopped:[/] {ev.summary()}")
         elif isinstance(ev, NTKComputed):
             self.ntk[ev.model] = ev
             if ev.ok:
@@ -265,7 +274,7 @@ class _View:
     def _summary(self, ev: RunFinished) -> None:
         c = self.console
         c.print()
-        c.print(ranking_table(ev.ranking, self.phases, self.points, self.laws))
+        c.print(ranking_table(ev.ranking, self.phases, self.points, self.laws, self.eliminated))
         if (note := self._early_leader_note(ev.ranking)) is not None:
             c.print(note, highlight=False)
         if self.ntk:
@@ -274,7 +283,11 @@ class _View:
             f"{ev.computed} points computed, {ev.reused} reused, {ev.seconds:.1f}s",
             highlight=False,
         )
-        if self.saved > 0:
+        if self.stopped is not None:
+            c.print(f"adaptive policy: {self.stopped.summary()}", highlight=False)
+            for model, reason in self.stopped.eliminated:
+                c.print(f"  eliminated {model}: {reason}", highlight=False)
+        elif self.saved > 0:
             c.print(
                 f"adaptive policy: eliminations saved {self.saved:.2e} FLOPs of ladder compute",
                 highlight=False,
@@ -311,6 +324,7 @@ def ranking_table(
     phases: dict[str, PhaseDetected],
     points: dict[str, list[int]],
     laws: dict[str, LawFitted],
+    eliminated: dict[str, str] | None = None,
 ) -> Table:
     """The final ranking: best first, with interval, transition and measured points."""
     t = Table(title="Ranking (predicted test loss at the target)", title_justify="left")
@@ -331,6 +345,8 @@ def ranking_table(
         )
         law = laws.get(e.model)
         note = "" if law is None or law.ok else (law.reason or "fit failed")
+        if eliminated and e.model in eliminated:
+            note = "eliminated" + (f"; {note}" if note else "")
         t.add_row(
             str(e.rank),
             e.model,

@@ -77,6 +77,8 @@ class RunState:
     ranking: tuple[ev.RankEntry, ...] = ()
     kept: int | None = None
     """Finished points the engine says are safe in the store, when it says."""
+    policy: str = ""
+    """The adaptive policy's account once it stopped: why, cost fraction, compute saved."""
     _early: ev.PointProgress | None = field(default=None, repr=False)
 
     def model(self, name: str) -> ModelState:
@@ -188,6 +190,9 @@ class RunState:
                 m.eliminated = event.reason
                 m.compute_saved = event.compute_saved
                 m.status = "eliminated"
+            case ev.PolicyStopped():
+                self.policy = event.summary()
+                self.total_points = self.done_points + self.failed_points
             case ev.RunFinished():
                 self.phase = "finished"
                 self.current = None

@@ -6,9 +6,17 @@ import io
 
 from rich.console import Console
 
-from core.events import ModelEliminated, PointFinished, RankEntry, RunFinished, RunStarted
+from core.events import (
+    ModelEliminated,
+    PointFinished,
+    PolicyStopped,
+    RankEntry,
+    RunFinished,
+    RunStarted,
+)
 from lensllm_tui.headless import _View
 from lensllm_tui.state import RunState
+from lensllm_tui.widgets.event_log import describe
 
 STREAM = [
     RunStarted(("a", "b", "c"), (200, 400), 1600, "/tmp/run", "builtin", 9),
@@ -17,8 +25,22 @@ STREAM = [
     PointFinished("c", 0, 4.0, 0.0, 0.1),
     ModelEliminated("c", "90% interval [2.1, ...] lies above a's [..., 1.9]", 2.5e12),
     ModelEliminated("b", "90% interval [2.0, ...] lies above a's [..., 1.9]", 1.5e12),
+    PolicyStopped(
+        "one model left: a",
+        cost=1.0e12,
+        full_cost=1.0e13,
+        cost_fraction=0.1,
+        compute_saved=4.0e12,
+        ladder_cost=4.7e12,
+        budget=0.2,
+        eliminated=(("c", "90% interval [2.1, ...]"), ("b", "90% interval [2.0, ...]")),
+    ),
     RunFinished("/tmp/run", (RankEntry(1, "a", 1.8, 1.7, 1.9, 1.8),), seconds=1.0),
 ]
+ACCOUNT = (
+    "one model left: a; spent 1.00e+12 FLOPs = 0.100 of full fine-tuning (budget 0.2); "
+    "the full ladder would cost 0.470; eliminations saved 4.00e+12 FLOPs"
+)
 
 
 def test_headless_lists_eliminations_and_compute_saved() -> None:
@@ -29,7 +51,9 @@ def test_headless_lists_eliminations_and_compute_saved() -> None:
     assert "eliminated c: 90% interval [2.1, ...] lies above a's" in out
     assert "saves 2.50e+12 FLOPs (2.50e+12 saved so far)" in out
     assert "saves 1.50e+12 FLOPs (4.00e+12 saved so far)" in out
-    assert "eliminations saved 4.00e+12 FLOPs" in out
+    assert f"adaptive policy stopped: {ACCOUNT}" in out  # as it happens
+    assert f"adaptive policy: {ACCOUNT}" in out  # and in the summary
+    assert "  eliminated b: 90% interval [2.0, ...]" in out
 
 
 def test_tui_state_keeps_reason_and_compute_saved() -> None:
@@ -39,3 +63,10 @@ def test_tui_state_keeps_reason_and_compute_saved() -> None:
     c = st.model("c")
     assert c.status == "eliminated" and c.eliminated.startswith("90% interval")
     assert c.compute_saved == 2.5e12
+    assert st.policy == ACCOUNT
+    assert st.total_points == 3  # the points the policy skipped are not waited for
+    assert describe(STREAM[-2]) == ("bold", f"adaptive policy stopped: {ACCOUNT}")
+    assert describe(STREAM[4]) == (
+        "yellow",
+        "c eliminated: 90% interval [2.1, ...] lies above a's [..., 1.9] (saves 2.50e+12 FLOPs)",
+    )

@@ -274,7 +274,9 @@ class DashboardScreen(Screen):
             lines = [f"✗ {m.name}: {m.failed}" for m in st.models.values() if m.failed] + [
                 f"⊘ {m.name}: {m.eliminated} (saves {m.compute_saved:.2e} FLOPs)" for m in gone
             ]
-            if gone:
+            if st.policy:
+                lines.append(f"adaptive policy: {st.policy}")
+            elif gone:
                 saved = sum(m.compute_saved for m in gone)
                 lines.append(f"compute saved so far: {saved:.2e} FLOPs")
             failures.update("\n".join(lines))

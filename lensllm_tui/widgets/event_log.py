@@ -49,7 +49,12 @@ def describe(event: ev.Event) -> tuple[str, str] | None:
                 f"(confidence {event.confidence:.2f})",
             )
         case ev.ModelEliminated():
-            return ("yellow", f"{event.model} eliminated: {event.reason}")
+            return (
+                "yellow",
+                f"{event.model} eliminated: {event.reason} (saves {event.compute_saved:.2e} FLOPs)",
+            )
+        case ev.PolicyStopped():
+            return ("bold", f"adaptive policy stopped: {event.summary()}")
         case ev.RunFinished():
             best = event.ranking[0].model if event.ranking else "none"
             counts = ""

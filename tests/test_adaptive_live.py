@@ -1,0 +1,98 @@
+"""The adaptive policy on a live run: user settings, the budget cap, and a real elimination.
+
+Both runs use the real engine (tiny zoo models from configs, the built-in task,
+real fine-tuning) through ``lensllm-tui run --no-ui`` as a user types it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.config import (
+    AdaptiveRunConfig,
+    ConfigError,
+    DataConfig,
+    NTKConfig,
+    RunConfig,
+    TrainConfig,
+)
+from lensllm_tui.cli import app, build_config
+
+cli = CliRunner()
+pytestmark = pytest.mark.usefixtures("zoo_env")
+
+
+def write_config(path: Path, models: list[str]) -> Path:
+    RunConfig(
+        models=models,
+        sizes=[25, 50, 100, 200],
+        target=1600,
+        data=DataConfig(validation_size=8, test_size=24, max_length=32),
+        train=TrainConfig(batch_size=8, min_steps=2),
+        ntk=NTKConfig(enabled=False),
+        device="cpu",
+        policy="adaptive",
+    ).save_toml(path)
+    return path
+
+
+def test_adaptive_settings_round_trip_and_cli_overrides(tmp_path: Path) -> None:
+    cfg = RunConfig(adaptive=AdaptiveRunConfig(confidence=0.8, budget=0.1, gamma=0.02, tau=3))
+    cfg.save_toml(tmp_path / "c.toml")
+    assert RunConfig.load_toml(tmp_path / "c.toml") == cfg
+    back = build_config(
+        tmp_path / "c.toml", None, None, None, None, None, None, budget="none", confidence=0.7
+    )
+    assert back.adaptive == AdaptiveRunConfig(confidence=0.7, budget=None, gamma=0.02, tau=3)
+    with pytest.raises(ConfigError, match=r"adaptive\.budget"):
+        AdaptiveRunConfig(budget=1.5)
+    (tmp_path / "bad.toml").write_text("[adaptive]\nbudjet = 0.1\n")
+    with pytest.raises(ConfigError, match=r"\[adaptive\]: budjet"):
+        RunConfig.load_toml(tmp_path / "bad.toml")
+    res = cli.invoke(app, ["run", "--no-ui", "--budget", "lots"])
+    assert res.exit_code == 2 and "--budget must be a fraction" in res.output
+
+
+def test_budget_cap_stops_a_live_run(tmp_path: Path) -> None:
+    """At a 6% budget one model gets 25 and 50 samples (~5%); 100 more would pass the cap."""
+    out = tmp_path / "run"
+    res = cli.invoke(
+        app,
+        [
+            *("run", "--no-ui", "-c", str(write_config(tmp_path / "c.toml", ["tiny:gpt2-s"]))),
+            *("--budget", "0.06", "--out", str(out)),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    policy = json.loads((out / "results.json").read_text())["policy"]
+    assert policy["budget"] == 0.06 and "budget" in policy["stop_reason"]
+    assert 0 < policy["cost_fraction"] <= 0.06
+    assert policy["consumed"] == [["tiny:gpt2-s", 25], ["tiny:gpt2-s", 50]]
+    assert f"{policy['cost_fraction']:.3f} of full fine-tuning (budget 0.06)" in res.output
+
+
+def test_a_clearly_weaker_model_is_eliminated_live(tmp_path: Path) -> None:
+    """t5-s trails gpt2-s at every size; at 80% confidence it is dropped after 100 samples."""
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.toml", ["tiny:gpt2-s", "tiny:t5-s"])
+    res = cli.invoke(
+        app, ["run", "--no-ui", "-c", str(cfg), "--confidence", "0.8", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    gone = next(i for i, line in enumerate(lines) if line.startswith("eliminated tiny:t5-s:"))
+    assert "80% interval" in lines[gone] and "lies above tiny:gpt2-s's" in lines[gone]
+    assert not any("tiny:t5-s " in line and " size " in line for line in lines[gone:])
+    results = json.loads((out / "results.json").read_text())
+    policy = results["policy"]
+    (elim,) = policy["eliminated"]
+    assert elim["model"] == "tiny:t5-s" and elim["reason"].startswith("80% interval")
+    assert elim["compute_saved"] > 0 and policy["compute_saved"] == elim["compute_saved"]
+    t5 = next(m for m in results["models"] if m["model"] == "tiny:t5-s")
+    assert max(p["size"] for p in t5["points"]) == elim["size"]  # no point after elimination
+    assert f"eliminations saved {policy['compute_saved']:.2e} FLOPs" in res.output
+    assert 0 < policy["cost_fraction"] < policy["ladder_cost_fraction"]
