@@ -4,17 +4,27 @@ The ladder policy fine-tunes every candidate on every subset size. LensLLM's
 Algorithm 1 already stops sampling a model once its predicted target loss has
 stopped moving (a regression threshold ``gamma`` on the relative change of the
 prediction between successive fits, held for ``tau`` successive fits). This
-policy adds *elimination across candidates*: once a model's predicted
-target-loss interval lies wholly above the current best model's interval, no
-further point of that model can make it the winner at that confidence, so it
-gets no more compute (successive halving with confidence intervals, i.e. racing).
+policy adds *elimination across candidates*, two ways:
 
-Survivors climb the ladder level by level (the survivor with the smallest
-largest size goes next, best prediction first), so every fit compares models
-at similar extrapolation distances and eliminations happen before the
-expensive rungs. The policy is stepwise (``next_point`` / ``observe``) so the
-same object drives a replay over a benchmark table and a live run, and it is
-deterministic given a deterministic predictor.
+- racing: once a model's predicted target-loss interval lies wholly above the
+  current best model's interval, no further point of that model can make it the
+  winner at that confidence, so it gets no more compute;
+- successive halving on compute (the default schedule): rounds in which every
+  survivor may spend the same compute, after which only the best 1/eta by
+  predicted target loss go on. Small-size predictions are poor (a curve still in
+  its flat pre-power phase says little about where it ends), so rather than
+  trust them to decide alone, halving keeps the budget flowing to a shrinking
+  set of survivors whose curves reach ever larger sizes; for the price of one
+  rung of a big model a small one climbs several, which is what successive
+  halving's "resource" means when candidates differ in cost.
+
+The other schedules (``challenger``: LUCB on the best and its strongest
+challenger; ``compute``/``size``: levelling without forced drops) stay for
+comparison; benchmarks/pareto.py measures them.
+
+The policy is stepwise (``next_point`` / ``observe``) so the same object drives
+a replay over a benchmark table and a live run, and it is deterministic given a
+deterministic predictor.
 
 Cost is charged per consumed point: on a replayed table the model's parameter
 count times the point's size (training compute is proportional to both); on a
@@ -33,7 +43,7 @@ from dataclasses import dataclass, field
 
 from core.curves import Curve
 
-SCHEDULES = ("challenger", "compute", "size")
+SCHEDULES = ("halving", "challenger", "compute", "size")
 STATUSES = ("active", "converged", "exhausted", "eliminated", "failed")
 
 
@@ -66,11 +76,14 @@ class AdaptiveConfig:
     target size): cost never exceeds it (a point that would is skipped, cheaper ones
     still run). The default 5% is a user's budget (the issue's target), not a fitted
     constant. None: stop only by the thresholds and eliminations."""
-    schedule: str = "challenger"
-    """Which survivor goes next: ``compute`` levels the compute spent per model (the
-    resource of successive halving is compute, so a small model climbs further for the
-    price of one rung of a big one); ``size`` levels the ladder size (equal samples);
-    ``challenger`` spends on the predicted best and its strongest challenger (LUCB)."""
+    schedule: str = "halving"
+    """Which survivor goes next: ``halving`` runs successive halving on compute (rounds
+    of equal compute per survivor, then the worse part is dropped); ``compute`` levels
+    the compute spent per model without forced drops; ``size`` levels the ladder size
+    (equal samples); ``challenger`` spends on the predicted best and its strongest
+    challenger (LUCB)."""
+    eta: int = 2
+    """Halving keeps the best 1/eta of the survivors after each round."""
 
     def __post_init__(self) -> None:
         if not (0.0 < self.gamma < 1.0):
@@ -85,6 +98,8 @@ class AdaptiveConfig:
             raise AdaptiveError(
                 f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"
             )
+        if self.eta < 2:
+            raise AdaptiveError(f"eta must be at least 2, got {self.eta}")
         if self.max_cost_fraction is not None and not (0.0 < self.max_cost_fraction <= 1.0):
             raise AdaptiveError(
                 f"max_cost_fraction must be in (0, 1] or None, got {self.max_cost_fraction}"
@@ -277,6 +292,10 @@ class AdaptivePolicy:
         self._consumed: list[tuple[str, int]] = []
         self._eliminated: list[Elimination] = []
         self._stop_reason = ""
+        self._level = 0.0
+        """Halving: the compute each survivor may have spent by the end of this round."""
+        self._round = 0
+        self._round_points = 0
 
     # --- costs -----------------------------------------------------------------
 
@@ -331,6 +350,8 @@ class AdaptivePolicy:
         ):
             self._stop_reason = f"one model left: {self._alive()[0].model}"
             return None
+        if self.config.schedule == "halving":
+            return self._next_halving(active)
         cap = self.config.max_cost_fraction
         capped = False
         order = sorted(active, key=self._sort_key)
@@ -348,6 +369,108 @@ class AdaptivePolicy:
             f"budget of {cap:g} x full fine-tuning spent" if capped else self._why_idle()
         )
         return None
+
+    def _budget(self) -> float:
+        """The compute the policy may spend: the cap, or the whole ladder without one."""
+        cap = self.config.max_cost_fraction
+        return cap * self.full_cost if cap is not None else self.ladder_cost
+
+    def _budget_spent(self) -> str:
+        cap = self.config.max_cost_fraction
+        if cap is None:
+            return "budget spent (the ladder's compute: no cap was set)"
+        return f"budget of {cap:g} x full fine-tuning spent"
+
+    def _affordable(self, st: _State, size: int | None) -> bool:
+        return size is not None and self.cost + st.unit_cost * size <= self._budget() * (1 + 1e-12)
+
+    def _next_halving(self, active: list[_State]) -> tuple[str, int] | None:
+        """Successive halving with compute as the resource (Karnin et al. 2013).
+
+        Warm-up first: every candidate gets its first ``min_points`` rungs (cheap:
+        the smallest sizes), so each one has a curve to judge. Then rounds: each
+        survivor may climb the ladder until it has spent the round's compute level
+        (the same compute for all, so a small model climbs further for the price of
+        one rung of a big one); when no survivor can go further, the survivors are
+        ranked and the best 1/eta go on. The level rises each round by the
+        remaining budget over (rounds left x survivors), so the budget is spread
+        over the ceil(log_eta n) rounds it takes to get down to one model and what a
+        round leaves unspent (ladder tops, converged models) rolls over.
+        """
+        order = self._order.index
+        warm = [s for s in active if s.trained < self.config.min_points]
+        for st in sorted(warm, key=lambda s: (s.top, order(s.model))):
+            size = self._next_size(st)
+            if self._affordable(st, size):
+                assert size is not None
+                return st.model, size
+        for _ in range(2 * len(self._states) + 4):  # each pass halves or raises the level
+            alive = self._alive()
+            if len(alive) <= 1:
+                self._stop_reason = (
+                    f"one model left: {alive[0].model}" if alive else self._why_idle()
+                )
+                return None
+            climbing = [
+                (st.cost + st.unit_cost * size, st)
+                for st in alive
+                if st.status == "active"
+                and (size := self._next_size(st)) is not None
+                and self._affordable(st, size)
+            ]
+            if not climbing:
+                self._stop_reason = (
+                    self._budget_spent()
+                    if any(st.status == "active" and self._next_size(st) for st in alive)
+                    else self._why_idle()
+                )
+                return None
+            within = [(c, st) for c, st in climbing if c <= self._level * (1 + 1e-12)]
+            if within:
+                _, st = min(within, key=lambda cs: (cs[0], order(cs[1].model)))
+                self._round_points += 1
+                size = self._next_size(st)
+                assert size is not None
+                return st.model, size
+            if self._round_points > 0:  # a round ran: keep the best 1/eta
+                self._halve()
+                continue
+            rounds_left = max(1, math.ceil(math.log(len(alive)) / math.log(self.config.eta)))
+            raise_by = (self._budget() - self.cost) / (rounds_left * len(alive))
+            self._round += 1
+            self._level = max(self._level + raise_by, min(c for c, _ in climbing))
+        self._stop_reason = "halving made no progress"  # pragma: no cover - defensive
+        return None
+
+    def _halve(self) -> None:
+        """End a round: survivors past the best ceil(n/eta) get no more compute.
+
+        Survivors are ranked by predicted target loss. Ranking by the lower end of
+        the interval instead (optimism under uncertainty) was tried and kept erratic
+        curves alive: on 60 random 15-model pools of each published table it chose
+        worse models (mean RelAcc 86.2 vs 96.2 on FLAN, 96.5 vs 99.2 on Gigaword).
+        """
+        self._round_points = 0
+        alive = self._alive()
+        keep = max(1, math.ceil(len(alive) / self.config.eta))
+
+        def key(st: _State) -> tuple[float, int]:
+            usable = st.estimate is not None and st.estimate.usable
+            value = st.estimate.predicted if usable else math.inf  # type: ignore[union-attr]
+            return (value, self._order.index(st.model))  # type: ignore[return-value]
+
+        ranked = sorted(alive, key=key)
+        for place, st in enumerate(ranked[keep:], start=keep + 1):
+            saved = self._remaining_cost(st) if st.status == "active" else 0.0
+            pred = st.estimate.predicted if st.estimate and st.estimate.usable else None
+            reason = (
+                f"successive halving round {self._round}: ranked {place} of {len(ranked)}"
+                + (f" (predicted {pred:.4g})" if pred is not None else " (no usable prediction)")
+                + f" at size {st.top}; kept the best {keep}"
+            )
+            st.status, st.reason = "eliminated", reason
+            e = Elimination(st.model, reason, st.top, saved)
+            self._eliminated.append(e)
 
     def _judged(self, st: _State) -> bool:
         """Whether a model's prediction is solid enough to eliminate it or be compared."""

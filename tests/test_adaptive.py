@@ -140,7 +140,7 @@ def test_cost_accounting_by_hand() -> None:
         curves,
         1600,
         per_model(predictor),
-        AdaptiveConfig(min_points=2, confidence=0.9, max_cost_fraction=None),
+        AdaptiveConfig(min_points=2, confidence=0.9, max_cost_fraction=None, schedule="challenger"),
     )
     assert [e.model for e in res.eliminated] == ["c"]
     # a, b: 200 + 400 + 800 each; c: 200 + 400, then out.
@@ -152,6 +152,57 @@ def test_cost_accounting_by_hand() -> None:
     assert res.largest_size == 800
     assert res.ranking[-1] == "c"
     assert fixed_budget_cost_fraction(curves, 400, 1600) == pytest.approx(8 * 600 / 12800)
+
+
+def test_successive_halving_by_hand() -> None:
+    """Four models, costs per sample 1, 1, 2, 4; ladder 200..3200; target 6400; budget 0.5.
+
+    full = 8 x 6400 = 51200, so the budget is 25600. Warm-up (min_points=2): every
+    model gets 200 and 400 (a, b 600 each, c 1200, d 2400: 4800). Round 1: two
+    rounds are left for 4 survivors, so the level is (25600 - 4800) / (2 x 4) = 2600:
+    a and b reach 800 (1400 each); c's 800 (2800) and d's 800 (5600) do not fit.
+    Halving keeps the best 2 by prediction: c and d are out. Round 2: the level rises
+    by (25600 - 6400) / (1 x 2) = 9600 to 12200, enough for a and b to finish the
+    ladder (6200 each). The predictions keep moving, so nobody converges early.
+    """
+    calls = {"a": 0, "b": 0, "c": 0, "d": 0}
+
+    def predictor(curve: Curve) -> Estimate:
+        calls[curve.model] += 1
+        base = {"a": 1.0, "b": 1.1, "c": 1.2, "d": 1.3}[curve.model]
+        base *= 1 + 0.5 / calls[curve.model]
+        return Estimate(base, base * 0.8, base * 1.25, level=0.9)
+
+    ladder = (200, 400, 800, 1600, 3200)
+    sizes = (0, *ladder, 6400)
+    curves = [
+        Curve(m, sizes, (3.0, 2.0, 1.9, 1.8, 1.7, 1.6, 1.5), float(p))
+        for m, p in zip("abcd", (1, 1, 2, 4), strict=True)
+    ]
+    res = replay(
+        curves,
+        6400,
+        per_model(predictor),
+        AdaptiveConfig(min_points=2, max_cost_fraction=0.5, schedule="halving", eta=2),
+    )
+    trained = [(m, s) for m, s in res.consumed if s > 0]
+    assert trained == [
+        *[(m, 200) for m in "abcd"],
+        *[(m, 400) for m in "abcd"],
+        ("a", 800),
+        ("b", 800),
+        ("a", 1600),
+        ("b", 1600),
+        ("a", 3200),
+        ("b", 3200),
+    ]
+    assert [e.model for e in res.eliminated] == ["c", "d"]
+    assert "ranked 3 of 4" in res.eliminated[0].reason
+    assert res.eliminated[0].compute_saved == pytest.approx(2 * (800 + 1600 + 3200))
+    assert res.eliminated[1].compute_saved == pytest.approx(4 * (800 + 1600 + 3200))
+    assert res.cost == pytest.approx(6200 + 6200 + 1200 + 2400)
+    assert res.cost_fraction == pytest.approx(16000 / 51200)
+    assert res.best == "a" and res.ranking[:2] == ("a", "b")
 
 
 def test_reported_cost_overrides_the_table_charge() -> None:
@@ -184,8 +235,8 @@ def test_honest_intervals_never_eliminate_the_true_best(truths: list[float], dat
     """If every interval contains the truth, the true best can never be eliminated.
 
     Centres and widths are arbitrary (hypothesis picks them per fit), so this checks
-    the policy's logic (which ends it compares, the rescaling) independently of
-    any predictor's quality.
+    the racing logic (which ends it compares, the rescaling) independently of any
+    predictor's quality. Racing only: successive halving drops by rank, by design.
     """
     models = [f"m{i}" for i in range(len(truths))]
     truth = dict(zip(models, truths, strict=True))
@@ -203,7 +254,7 @@ def test_honest_intervals_never_eliminate_the_true_best(truths: list[float], dat
         TARGET,
         {m: 1.0 + i for i, m in enumerate(models)},
         per_model(predictor),
-        AdaptiveConfig(confidence=0.8, min_points=2),
+        AdaptiveConfig(confidence=0.8, min_points=2, schedule="challenger"),
     )
     while (step := pol.next_point()) is not None:
         pol.observe(step[0], step[1], 1.0)
@@ -211,7 +262,7 @@ def test_honest_intervals_never_eliminate_the_true_best(truths: list[float], dat
     assert best not in {e.model for e in pol.result().eliminated}
 
 
-@pytest.mark.parametrize("schedule", ["challenger", "compute", "size"])
+@pytest.mark.parametrize("schedule", ["halving", "challenger", "compute", "size"])
 @pytest.mark.parametrize("seed", range(6))
 def test_fitted_law_elimination_keeps_the_true_best(seed: int, schedule: str) -> None:
     """Seeded sweep over synthetic tables with well-separated asymptotes, every schedule.
@@ -268,6 +319,7 @@ def test_predictor_failure_is_a_result_not_a_crash() -> None:
         {"min_points": 1},
         {"max_cost_fraction": 0.0},
         {"schedule": "random"},
+        {"eta": 1},
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict) -> None:
