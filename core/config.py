@@ -161,6 +161,9 @@ class AdaptiveRunConfig:
     min_points: int | None = None
     """Fine-tuned points a model needs before it may be eliminated or stopped; None:
     all but the last ladder size (between 2 and 4)."""
+    schedule: str | None = None
+    """Which survivor gets the next point (core.adaptive.SCHEDULES: ``halving``,
+    ``challenger``, ``compute``, ``size``); None: the policy's default."""
 
     def __post_init__(self) -> None:
         _check(0 < self.confidence < 1, "adaptive.confidence must be in (0, 1)")
@@ -174,6 +177,13 @@ class AdaptiveRunConfig:
             self.min_points is None or self.min_points >= 2,
             "adaptive.min_points must be at least 2",
         )
+        if self.schedule is not None:
+            from core.adaptive import SCHEDULES  # curve science only: light to import
+
+            _check(
+                self.schedule in SCHEDULES,
+                f"adaptive.schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}",
+            )
 
     def min_points_for(self, ladder: int) -> int:
         """``min_points``, or by default all but the last of ``ladder`` sizes (2 to 4)."""

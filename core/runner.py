@@ -241,6 +241,7 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
             confidence=ad.confidence,
             min_points=ad.min_points_for(len(sizes)),
             max_cost_fraction=ad.budget,
+            **({"schedule": ad.schedule} if ad.schedule is not None else {}),
         ),
     )
     for name in names:
@@ -248,7 +249,22 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
             if p.size == 0:
                 policy.observe(name, 0, p.loss, cost=0.0)
     run.record.policy = _policy_account(policy, ad.budget, running=True)
-    while not run.cancel.is_set() and (step := policy.next_point()) is not None:
+    reported = 0
+
+    def eliminations() -> Iterator[Event]:
+        # Racing eliminates in observe(), successive halving in next_point(): report
+        # every elimination the policy has recorded since the last call, wherever made.
+        nonlocal reported
+        made = policy.result().eliminated
+        for e in made[reported:]:
+            yield ModelEliminated(e.model, e.reason, e.compute_saved)
+        reported = len(made)
+
+    while not run.cancel.is_set():
+        step = policy.next_point()
+        yield from eliminations()
+        if step is None:
+            break
         name, size = step
         yield from one_point(name, size, index)
         index += 1
@@ -258,11 +274,10 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
             policy.fail(name, rec.failed or f"no point at size {size}")
             continue
         charged = 6.0 * params[name] * point.train_tokens if point.train_tokens > 0 else None
-        eliminated = policy.observe(name, size, point.loss, cost=charged)
+        policy.observe(name, size, point.loss, cost=charged)
         run.record.policy = _policy_account(policy, ad.budget, running=True)
         run.record.write()
-        for e in eliminated:
-            yield ModelEliminated(e.model, e.reason, e.compute_saved)
+        yield from eliminations()
     if run.cancel.is_set():
         run.record.policy = {**_policy_account(policy, ad.budget), "stop_reason": "cancelled"}
         return

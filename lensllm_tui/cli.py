@@ -111,6 +111,7 @@ def build_config(
     confidence: float | None = None,
     gamma: float | None = None,
     tau: int | None = None,
+    schedule: str | None = None,
 ) -> RunConfig:
     """Merge a TOML config (if given) with command-line overrides into one RunConfig."""
     try:
@@ -136,7 +137,8 @@ def build_config(
             adaptive.pop("budget", None)
             if (b := _budget(budget)) is not None:
                 adaptive["budget"] = b
-        for key, value in (("confidence", confidence), ("gamma", gamma), ("tau", tau)):
+        settings = (("confidence", confidence), ("gamma", gamma), ("tau", tau))
+        for key, value in (*settings, ("schedule", schedule)):
             if value is not None:
                 adaptive[key] = value
         return RunConfig.from_dict(raw)
@@ -210,6 +212,13 @@ def run(
             help="Adaptive policy: stable fits in a row before a model stops (default 2)."
         ),
     ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            help="Adaptive policy: 'halving' (successive halving on compute, the default), "
+            "'challenger', 'compute' or 'size'."
+        ),
+    ] = None,
     autostart: Annotated[
         bool,
         typer.Option("--autostart", help="Dashboard: skip the setup screen and start at once."),
@@ -239,6 +248,7 @@ def run(
         confidence=confidence,
         gamma=gamma,
         tau=tau,
+        schedule=schedule,
     )
     if no_ui:
         from lensllm_tui.headless import run_headless

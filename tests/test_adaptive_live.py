@@ -45,9 +45,13 @@ def test_adaptive_settings_round_trip_and_cli_overrides(tmp_path: Path) -> None:
     cfg.save_toml(tmp_path / "c.toml")
     assert RunConfig.load_toml(tmp_path / "c.toml") == cfg
     back = build_config(
-        tmp_path / "c.toml", None, None, None, None, None, None, budget="none", confidence=0.7
+        tmp_path / "c.toml", *(None,) * 6, budget="none", confidence=0.7, schedule="size"
     )
-    assert back.adaptive == AdaptiveRunConfig(confidence=0.7, budget=None, gamma=0.02, tau=3)
+    assert back.adaptive == AdaptiveRunConfig(
+        confidence=0.7, budget=None, gamma=0.02, tau=3, schedule="size"
+    )
+    with pytest.raises(ConfigError, match=r"adaptive\.schedule must be one of halving"):
+        AdaptiveRunConfig(schedule="greedy")
     with pytest.raises(ConfigError, match=r"adaptive\.budget"):
         AdaptiveRunConfig(budget=1.5)
     (tmp_path / "bad.toml").write_text("[adaptive]\nbudjet = 0.1\n")
@@ -58,20 +62,17 @@ def test_adaptive_settings_round_trip_and_cli_overrides(tmp_path: Path) -> None:
 
 
 def test_budget_cap_stops_a_live_run(tmp_path: Path) -> None:
-    """At a 6% budget one model gets 25 and 50 samples (~5%); 100 more would pass the cap."""
+    """At a 6% budget each model gets 25 and 50 samples (~5%); 100 more would pass the cap."""
     out = tmp_path / "run"
-    res = cli.invoke(
-        app,
-        [
-            *("run", "--no-ui", "-c", str(write_config(tmp_path / "c.toml", ["tiny:gpt2-s"]))),
-            *("--budget", "0.06", "--out", str(out)),
-        ],
-    )
+    cfg = write_config(tmp_path / "c.toml", ["tiny:gpt2-s", "tiny:llama-s"])
+    res = cli.invoke(app, ["run", "--no-ui", "-c", str(cfg), "--budget", "0.06", "--out", str(out)])
     assert res.exit_code == 0, res.output
     policy = json.loads((out / "results.json").read_text())["policy"]
     assert policy["budget"] == 0.06 and "budget" in policy["stop_reason"]
     assert 0 < policy["cost_fraction"] <= 0.06
-    assert policy["consumed"] == [["tiny:gpt2-s", 25], ["tiny:gpt2-s", 50]]
+    assert sorted(policy["consumed"]) == [
+        [m, s] for m in ("tiny:gpt2-s", "tiny:llama-s") for s in (25, 50)
+    ]
     assert f"{policy['cost_fraction']:.3f} of full fine-tuning (budget 0.06)" in res.output
 
 
