@@ -17,7 +17,7 @@ candidate. So every row is also replayed on ``--pools`` random candidate pools o
 them and ``pools top-1`` the share of pools where the pick is the pool's true best.
 
 Writes docs/pareto.csv, docs/pareto.md and docs/pareto.png (matplotlib, the ``bench`` extra)
-and prints the table. About 6 minutes on 2 cores with the default 40 pools; ``--pools 0``
+and prints the table. About 2 minutes on 2 cores with the default 40 pools; ``--pools 0``
 takes seconds.
 
     python benchmarks/pareto.py [--out docs] [--pools 40] [--jobs 2] [--tables ...]
@@ -191,7 +191,15 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    fig, axes = plt.subplots(2, len(datasets), figsize=(5.5 * len(datasets), 7), squeeze=False)
+    metrics = [("rel_acc", "RelAcc %"), ("pearson", "PearCorr %")]
+    if any(r.get("pools_rel_acc") is not None for r in rows):
+        metrics.append(("pools_rel_acc", "RelAcc %, mean over random pools"))
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(datasets),
+        figsize=(5.5 * len(datasets), 3.5 * len(metrics)),
+        squeeze=False,
+    )
     style = {
         "ats": ("tab:gray", "s", "ats, fixed budgets"),
         "lensllm": ("tab:blue", "o", "lensllm, fixed budgets"),
@@ -205,7 +213,7 @@ def plot(rows: list[dict], path: Path) -> None:
         return r["method"]
 
     for j, ds in enumerate(datasets):
-        for i, (metric, name) in enumerate((("rel_acc", "RelAcc %"), ("pearson", "PearCorr %"))):
+        for i, (metric, name) in enumerate(metrics):
             ax = axes[i][j]
             for method, (color, marker, label) in style.items():
                 pts = sorted(

@@ -100,7 +100,9 @@ def check_plan(
         )
     if not methods:
         raise BenchError("no methods to run")
-    if not budgets:
+    if all(m == ADAPTIVE for m in methods):
+        budgets = ()  # the policy picks its own sizes: the fixed budgets do not apply
+    elif not budgets:
         raise BenchError("no budgets to run")
     for b in budgets:
         if b <= 0:

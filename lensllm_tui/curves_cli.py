@@ -149,12 +149,13 @@ def bench(
             secs = f"{sum(r['seconds'] for r in recs):.2f}"
             rt.add_row(m, "PearCorr", *(_pct(r["pearson"]) for r in recs), rmse, secs)
             rt.add_row("", "RelAcc", *(_pct(r["rel_acc"]) for r in recs), "", "", end_section=True)
-        wide.print(rt)
+        if any(m != ADAPTIVE for m in method_list):  # no empty grid for an adaptive-only run
+            wide.print(rt)
         for r in (r for r in records if r["dataset"] == table.dataset and r["method"] == ADAPTIVE):
             out.print(
                 Text(
-                    f"adaptive: PearCorr {_pct(r['pearson'])} RelAcc {_pct(r['rel_acc'])} "
-                    f"cost_fraction {r['cost_fraction']:.4f} largest size {r['budget']}"
+                    f"{table.dataset} adaptive: RelAcc {_pct(r['rel_acc'])} PearCorr {_pct(r['pearson'])} "
+                    f"cost_fraction {r['cost_fraction']:.4f} up to {r['budget']}"
                 )
             )
     out.print(

@@ -107,6 +107,29 @@ def test_bench_command_prints_tables_and_writes_json(table_csv: Path, tmp_path: 
     assert all(isinstance(r["pearson"], float) and not math.isnan(r["pearson"]) for r in recs)
 
 
+def test_bench_adaptive_only_prints_its_line_and_cost(table_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "adaptive.json"
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            str(table_csv),
+            "--target",
+            str(TARGET),
+            "--methods",
+            "adaptive",
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "synth adaptive: RelAcc" in result.output and "cost_fraction" in result.output
+    assert "1/8" not in result.output  # no empty per-budget grid
+    (rec,) = json.loads(out.read_text())
+    assert rec["method"] == "adaptive" and 0 < rec["cost_fraction"] <= 0.05
+    assert rec["budget"] < TARGET
+
+
 def _one_error_line(result) -> str:
     text = result.output  # stdout and stderr together
     assert result.exit_code == 2, text
