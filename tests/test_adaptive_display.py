@@ -1,12 +1,19 @@
-"""Front ends show an adaptive run's eliminations with the reason and the compute saved."""
+"""Front ends show an adaptive run's eliminations, their reasons and the policy's account."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
+from textual.widgets import Static
 
+from core.config import RunConfig
 from core.events import (
+    Event,
     ModelEliminated,
     PointFinished,
     PolicyStopped,
@@ -14,9 +21,12 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
+from lensllm_tui.app import make_app
 from lensllm_tui.headless import _View
 from lensllm_tui.state import RunState
+from lensllm_tui.widgets import EventLog
 from lensllm_tui.widgets.event_log import describe
+from tests.app_helpers import dashboard, settle_dashboard
 
 STREAM = [
     RunStarted(("a", "b", "c"), (200, 400), 1600, "/tmp/run", "builtin", 9),
@@ -70,3 +80,26 @@ def test_tui_state_keeps_reason_and_compute_saved() -> None:
         "yellow",
         "c eliminated: 90% interval [2.1, ...] lies above a's [..., 1.9] (saves 2.50e+12 FLOPs)",
     )
+
+
+def test_dashboard_shows_eliminations_and_the_policy_account(tmp_path: Path) -> None:
+    """The real app on the stream above: log lines and the status panel carry the account."""
+
+    def source(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+        return iter(STREAM)
+
+    cfg = RunConfig(models=["a", "b", "c"], sizes=[200, 400], target=1600, out_dir=str(tmp_path))
+
+    async def go() -> None:
+        app = make_app(cfg, event_source=source, hub_models=lambda: [], autostart=True)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await settle_dashboard(pilot, lambda s: s.state.phase == "finished")
+            screen = dashboard(pilot)
+            log = screen.query_one(EventLog).lines_text
+            assert f"adaptive policy stopped: {ACCOUNT}" in log
+            assert any(line.startswith("c eliminated: 90% interval") for line in log)
+            panel = str(screen.query_one("#failures", Static).render())
+            assert "⊘ c: 90% interval [2.1, ...]" in panel
+            assert "adaptive policy: one model left: a" in panel
+
+    asyncio.run(go())
