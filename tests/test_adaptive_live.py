@@ -20,6 +20,8 @@ from core.config import (
     RunConfig,
     TrainConfig,
 )
+from core.events import ModelEliminated, PointStarted, PolicyStopped, RunFinished
+from core.runner import run_events
 from lensllm_tui.cli import app, build_config
 
 cli = CliRunner()
@@ -97,3 +99,23 @@ def test_a_clearly_weaker_model_is_eliminated_live(tmp_path: Path) -> None:
     assert max(p["size"] for p in t5["points"]) == elim["size"]  # no point after elimination
     assert f"eliminations saved {policy['compute_saved']:.2e} FLOPs" in res.output
     assert 0 < policy["cost_fraction"] < policy["ladder_cost_fraction"]
+
+
+def test_halving_eliminations_are_events_too(tmp_path: Path) -> None:
+    """Successive halving drops models inside next_point(); the runner must still report them."""
+    cfg = RunConfig.load_toml(
+        write_config(tmp_path / "c.toml", ["tiny:gpt2-s", "tiny:llama-s", "tiny:t5-s"])
+    )
+    cfg.out_dir = str(tmp_path / "run")
+    cfg.adaptive = AdaptiveRunConfig(schedule="halving")
+    events = list(run_events(cfg))
+    gone = [e for e in events if isinstance(e, ModelEliminated)]
+    assert [e.model for e in gone] == ["tiny:t5-s"]
+    assert gone[0].reason.startswith("successive halving round 1: ranked 3 of 3")
+    after = events[events.index(gone[0]) :]
+    assert not any(isinstance(e, PointStarted) and e.model == "tiny:t5-s" for e in after)
+    stopped = events[-2]
+    assert isinstance(stopped, PolicyStopped) and isinstance(events[-1], RunFinished)
+    assert stopped.eliminated == (("tiny:t5-s", gone[0].reason),)
+    assert stopped.compute_saved == gone[0].compute_saved > 0
+    assert 0 < stopped.cost_fraction < stopped.ladder_cost / stopped.full_cost
