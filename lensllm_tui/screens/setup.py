@@ -1,4 +1,8 @@
-"""The setup screen: choose candidates, data, ladder and training, then start.
+"""The setup screen: choose candidates, data, ladder, training and policy, then start.
+
+The policy row picks ``ladder`` or ``adaptive``; the adaptive budget and
+confidence are the two knobs a user tunes (gamma, tau and the schedule stay in
+the TOML file and on the CLI), and they are disabled while the policy is ladder.
 
 Every typed value is checked as it is typed (one inline line, green or red),
 and the whole form becomes a RunConfig through the same validation the CLI
@@ -31,7 +35,7 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
-from core.config import ConfigError, RunConfig
+from core.config import AdaptiveRunConfig, ConfigError, RunConfig
 from lensllm_tui.checks import Verdict, check_dataset, check_model, parse_sizes, tiny_names
 from lensllm_tui.recent import CONFIG_NAME, RecentRun
 
@@ -98,6 +102,18 @@ class SetupScreen(Screen):
                 yield Input(id="batch", type="integer", compact=True)
                 yield Label("epochs", classes="key2")
                 yield Input(id="epochs", type="number", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("policy", classes="key")
+                yield Select(
+                    [("ladder", "ladder"), ("adaptive", "adaptive")],
+                    id="policy",
+                    allow_blank=False,
+                    compact=True,
+                )
+                yield Label("budget", classes="key2")
+                yield Input(placeholder="no cap", id="budget", compact=True)
+                yield Label("confidence", classes="key2")
+                yield Input(id="confidence", type="number", compact=True)
             with Horizontal(classes="row"):
                 yield Label("output dir", classes="key")
                 yield Input(placeholder="runs/<time> when empty", id="out", compact=True)
@@ -196,6 +212,11 @@ class SetupScreen(Screen):
         self.query_one("#batch", Input).value = str(config.train.batch_size)
         self.query_one("#epochs", Input).value = _fmt_float(config.train.epochs)
         self.query_one("#out", Input).value = config.out_dir or ""
+        self.query_one("#policy", Select).value = config.policy
+        budget = config.adaptive.budget
+        self.query_one("#budget", Input).value = "" if budget is None else _fmt_float(budget)
+        self.query_one("#confidence", Input).value = _fmt_float(config.adaptive.confidence)
+        self._adaptive_fields(config.policy == "adaptive")
         self._show_check("#dataset-check", check_dataset(config.data.source))
 
     def gather(self) -> RunConfig:
@@ -221,11 +242,39 @@ class SetupScreen(Screen):
             if "invalid literal" in msg or "could not convert" in msg:
                 msg = "target, learning rate, batch and epochs must be numbers"
             raise ConfigError(msg) from None
+        raw["policy"] = self.query_one("#policy", Select).value
+        if raw["policy"] == "adaptive":  # ladder keeps the config's adaptive section as is
+            raw["adaptive"] = self._gather_adaptive(raw.get("adaptive", {}))
         out = self.query_one("#out", Input).value.strip()
         raw.pop("out_dir", None)
         if out:
             raw["out_dir"] = out
         return RunConfig.from_dict(raw)
+
+    def _gather_adaptive(self, section: dict[str, Any]) -> dict[str, Any]:
+        """The adaptive budget (empty: no cap) and confidence typed in the form."""
+        section = dict(section)
+        budget = self.query_one("#budget", Input).value.strip()
+        section.pop("budget", None)
+        try:
+            if budget and budget.lower() not in ("none", "no cap"):
+                section["budget"] = float(budget)
+            section["confidence"] = float(self.query_one("#confidence", Input).value)
+        except ValueError:
+            raise ConfigError(
+                "budget and confidence must be numbers (empty budget: no cap)"
+            ) from None
+        AdaptiveRunConfig(**section)  # one ConfigError line naming the bad value
+        return section
+
+    def _adaptive_fields(self, on: bool) -> None:
+        """Budget and confidence only mean something for the adaptive policy."""
+        for selector in ("#budget", "#confidence"):
+            self.query_one(selector, Input).disabled = not on
+
+    @on(Select.Changed, "#policy")
+    def _policy_chosen(self, event: Select.Changed) -> None:
+        self._adaptive_fields(event.value == "adaptive")
 
     # ------------------------------------------------------------- live checks
     def _show_check(self, selector: str, verdict: Verdict) -> None:
