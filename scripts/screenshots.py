@@ -12,7 +12,10 @@ small ladder of the tiny zoo, so the pictures show measured losses and real
 fits; ``--synthetic`` replays the deterministic synthetic stream instead (no
 torch, same as the snapshot tests).
 
-    python scripts/screenshots.py [--synthetic] [--out screenshots]
+    python scripts/screenshots.py [--synthetic] [--setup-only] [--out screenshots]
+
+``--setup-only`` renders setup.svg alone (no engine run), for a change to the
+setup screen that leaves the dashboard pictures as they are.
 """
 
 from __future__ import annotations
@@ -66,12 +69,17 @@ async def _wait(pilot, condition, timeout: float) -> None:
         await pilot.pause(0.05)
 
 
-async def shoot(config: RunConfig, source: Callable, out: Path, hold_after: int) -> None:
+async def shoot(
+    config: RunConfig, source: Callable, out: Path, hold_after: int, setup_only: bool = False
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     app = make_app(config, hub_models=lambda: [], recent=lambda c: [])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.3)
         app.save_screenshot("setup.svg", path=str(out))
+    if setup_only:
+        print(out / "setup.svg")
+        return
     release = threading.Event()
     app = make_app(config, event_source=holding(source, hold_after, release), autostart=True)
     async with app.run_test(size=SIZE) as pilot:
@@ -98,6 +106,7 @@ def main() -> None:
     parser.add_argument("--synthetic", action="store_true", help="replay the synthetic stream")
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
     parser.add_argument("--hold-after", type=int, default=None)
+    parser.add_argument("--setup-only", action="store_true", help="render setup.svg alone")
     args = parser.parse_args()
     if args.synthetic:
         config = RunConfig(out_dir="runs/synthetic")
@@ -116,7 +125,7 @@ def main() -> None:
             out_dir=run_dir,
         )
         source, hold = engine_events, args.hold_after or 9
-    asyncio.run(shoot(config, source, args.out, hold))
+    asyncio.run(shoot(config, source, args.out, hold, args.setup_only))
 
 
 if __name__ == "__main__":
