@@ -654,6 +654,12 @@ class AdaptivePolicy:
     # --- result ----------------------------------------------------------------
 
     @property
+    def eliminated(self) -> tuple[Elimination, ...]:
+        """Every elimination so far, in order: racing ones are made in ``observe``,
+        halving ones in ``next_point``, so a live front end reads this after both."""
+        return tuple(self._eliminated)
+
+    @property
     def compute_saved(self) -> float:
         """Ladder cost not spent so far because of eliminations."""
         return sum(e.compute_saved for e in self._eliminated)

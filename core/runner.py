@@ -255,7 +255,7 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
         # Racing eliminates in observe(), successive halving in next_point(): report
         # every elimination the policy has recorded since the last call, wherever made.
         nonlocal reported
-        made = policy.result().eliminated
+        made = policy.eliminated
         for e in made[reported:]:
             yield ModelEliminated(e.model, e.reason, e.compute_saved)
         reported = len(made)

@@ -209,8 +209,7 @@ class _View:
         elif isinstance(ev, ModelFailed):
             task = self.per_model.get(ev.model)
             if task is not None:
-                remaining = self.progress.tasks[task].total - self.done[ev.model]
-                self._advance(ev.model, int(remaining or 0))
+                self._drop_remaining(ev.model)
                 self.progress.update(task, description=f"  {ev.model} [red](failed)[/]")
             self.line(f"[red]model failed[/] {ev.model}: {ev.reason}")
         elif isinstance(ev, ModelEliminated):
@@ -218,8 +217,7 @@ class _View:
             self.eliminated[ev.model] = ev.reason
             task = self.per_model.get(ev.model)
             if task is not None:
-                remaining = self.progress.tasks[task].total - self.done[ev.model]
-                self._advance(ev.model, int(remaining or 0))
+                self._drop_remaining(ev.model)
                 self.progress.update(task, description=f"  {ev.model} [yellow](eliminated)[/]")
             self.line(
                 f"[yellow]eliminated[/] {ev.model}: {ev.reason}; saves {ev.compute_saved:.2e} "
@@ -227,8 +225,9 @@ class _View:
             )
         elif isinstance(ev, PolicyStopped):
             self.stopped = ev
-            if self.overall is not None:  # points the policy skipped will not come
-                self.progress.update(self.overall, total=self.finished_points)
+            self.total = self.finished_points  # points the policy skipped will not come
+            if self.overall is not None:
+                self.progress.update(self.overall, total=self.total)
             self.line(f"[bold]adaptive policy stopped:[/] {ev.summary()}")
         elif isinstance(ev, NTKComputed):
             self.ntk[ev.model] = ev
@@ -262,6 +261,23 @@ class _View:
                 return EXIT_MODEL_FAILED
             return EXIT_OK
         return None
+
+    def _drop_remaining(self, model: str) -> None:
+        """A model that gets no more points: its unrun points leave the totals.
+
+        The [k/N] counter then keeps counting points actually run (N shrinks) rather
+        than jumping over the points that will never come.
+        """
+        task = self.per_model.get(model)
+        if task is None:
+            return
+        remaining = int((self.progress.tasks[task].total or 0) - self.done.get(model, 0))
+        if remaining <= 0:
+            return
+        self.total -= remaining
+        self.progress.update(task, total=self.done.get(model, 0))
+        if self.overall is not None:
+            self.progress.update(self.overall, total=self.total)
 
     def _advance(self, model: str, n: int) -> None:
         self.done[model] = self.done.get(model, 0) + n

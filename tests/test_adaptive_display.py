@@ -66,6 +66,23 @@ def test_headless_lists_eliminations_and_compute_saved() -> None:
     assert "  eliminated b: 90% interval [2.0, ...]" in out
 
 
+def test_headless_counter_counts_points_run_not_points_skipped() -> None:
+    """After an elimination the [k/N] counter shrinks N instead of jumping over k."""
+    stream = [
+        *STREAM[:4],
+        PointFinished("a", 200, 2.5, 1.0, 0.1),
+        STREAM[4],  # c out: its 200 and 400 will never come (9 -> 7)
+        PointFinished("b", 200, 2.9, 1.0, 0.1),
+        *STREAM[5:],
+    ]
+    buf = io.StringIO()
+    view = _View(Console(file=buf, width=200, force_terminal=False))
+    assert view.consume(iter(stream)) == 0
+    out = buf.getvalue()
+    assert "[4/9] a" in out and "[5/7] b" in out
+    assert view.total == view.finished_points == 5
+
+
 def test_tui_state_keeps_reason_and_compute_saved() -> None:
     st = RunState()
     for e in STREAM[:-1]:
