@@ -36,6 +36,14 @@ def _recording(started: list[RunConfig]):
     return source
 
 
+def _policy_fields(screen) -> tuple[Select, Input, Input]:
+    return (
+        screen.query_one("#policy", Select),
+        screen.query_one("#budget", Input),
+        screen.query_one("#confidence", Input),
+    )
+
+
 def _message(screen) -> str:
     return str(screen.query_one("#setup-message", Static).render())
 
@@ -48,9 +56,7 @@ def test_adaptive_policy_chosen_on_setup_reaches_the_run(tmp_path: Path) -> None
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup")
             screen = app.screen
-            policy = screen.query_one("#policy", Select)
-            budget = screen.query_one("#budget", Input)
-            confidence = screen.query_one("#confidence", Input)
+            policy, budget, confidence = _policy_fields(screen)
             assert policy.value == "ladder" and budget.disabled and confidence.disabled
             # Choose adaptive with the keyboard: open the dropdown, move down, enter.
             policy.focus()
@@ -85,8 +91,7 @@ def test_bad_adaptive_values_are_refused_inline_and_nothing_starts(tmp_path: Pat
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup")
             screen = app.screen
-            budget = screen.query_one("#budget", Input)
-            confidence = screen.query_one("#confidence", Input)
+            _, budget, confidence = _policy_fields(screen)
             for value, says in (("2", "adaptive.budget"), ("abc", "must be numbers")):
                 budget.value = value
                 await pilot.press("ctrl+r")
@@ -128,9 +133,7 @@ def test_cli_policy_fills_the_form_and_toml_round_trips_it(monkeypatch, tmp_path
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, SetupScreen), what="setup")
             screen = app.screen
-            policy = screen.query_one("#policy", Select)
-            budget = screen.query_one("#budget", Input)
-            confidence = screen.query_one("#confidence", Input)
+            policy, budget, confidence = _policy_fields(screen)
             assert policy.value == "adaptive" and not budget.disabled
             assert budget.value == "0.05" and confidence.value == "0.8"
             screen.query_one("#config-path", Input).value = str(path)
