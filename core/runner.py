@@ -54,7 +54,7 @@ from core.events import (
 from core.phase import detect_transition
 from core.results import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
 from core.spectrum import NTKSpectrum
-from core.store import STORE_NAME, PointKey, Store, settings_hash
+from core.store import STORE_NAME, PointKey, Store, measurements, settings_hash
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between PointProgress events: by time, never per step."""
@@ -471,16 +471,7 @@ class _Run:
             yield PointFailed(rec.model, key.size, reason)
             raise _ModelFailure(f"point at size {key.size} failed: {reason}")
         res = outcome["result"]
-        stored = self.store.put_point(
-            key,
-            loss=res.loss,
-            flops=res.flops,
-            seconds=res.seconds,
-            steps=res.steps,
-            train_tokens=res.train_tokens,
-            eval_tokens=res.eval_tokens,
-            hparams=res.hparams,
-        )
+        stored = self.store.put_point(key, **measurements(res), hparams=res.hparams)
         self.computed += 1
         rec.add_point(_point_record(stored, reused=False))
         yield PointFinished(rec.model, key.size, res.loss, res.flops, res.seconds, False)
@@ -744,16 +735,7 @@ def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> Non
 
 
 def _point_record(stored: Any, *, reused: bool) -> PointRecord:
-    return PointRecord(
-        size=stored.key.size,
-        loss=stored.loss,
-        flops=stored.flops,
-        seconds=stored.seconds,
-        steps=stored.steps,
-        train_tokens=stored.train_tokens,
-        eval_tokens=stored.eval_tokens,
-        reused=reused,
-    )
+    return PointRecord(size=stored.key.size, **measurements(stored), reused=reused)
 
 
 def _clip_ladder(task: Any, sizes: list[int]) -> tuple[list[int], list[str]]:

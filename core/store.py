@@ -66,6 +66,16 @@ CREATE TABLE IF NOT EXISTS spectra (
 )
 
 
+MEASURED: tuple[str, ...] = ("loss", "flops", "seconds", "steps", "train_tokens", "eval_tokens")
+"""A point's measurements, in column order: what training reports, the store keeps and
+results.json shows (train.PointResult, StoredPoint and results.PointRecord share them)."""
+
+
+def measurements(point: Any) -> dict[str, Any]:
+    """The ``MEASURED`` fields of any point record, by name, to pass a point along."""
+    return {name: getattr(point, name) for name in MEASURED}
+
+
 class StoreError(RuntimeError):
     """The store cannot be opened or used; the message is one line for the user."""
 
@@ -189,38 +199,24 @@ class Store:
         hparams: Mapping[str, Any],
     ) -> StoredPoint:
         """Record a finished point in one transaction (replacing an older identical key)."""
-        created = time.time()
-        hp = json.dumps(dict(hparams), sort_keys=True, default=str)
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    key.model,
-                    key.fingerprint,
-                    int(key.size),
-                    int(key.seed),
-                    key.hparams_hash,
-                    float(loss),
-                    float(flops),
-                    float(seconds),
-                    int(steps),
-                    int(train_tokens),
-                    int(eval_tokens),
-                    hp,
-                    created,
-                ),
-            )
-        return StoredPoint(
-            key,
+        row = (
+            key.model,
+            key.fingerprint,
+            int(key.size),
+            int(key.seed),
+            key.hparams_hash,
             float(loss),
             float(flops),
             float(seconds),
             int(steps),
             int(train_tokens),
             int(eval_tokens),
-            json.loads(hp),
-            created,
+            json.dumps(dict(hparams), sort_keys=True, default=str),
+            time.time(),
         )
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        return _point(row)  # read back as a stored row would be
 
     def points(self, model: str | None = None) -> list[StoredPoint]:
         """All stored points (of one model if given), by model then size."""
@@ -277,6 +273,7 @@ class Store:
 
 
 def _point(row: tuple[Any, ...]) -> StoredPoint:
+    """A ``points`` row (the table's column order) as a StoredPoint."""
     key = PointKey(row[0], row[1], int(row[2]), int(row[3]), row[4])
     return StoredPoint(
         key,
