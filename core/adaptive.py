@@ -365,9 +365,7 @@ class AdaptivePolicy:
                 capped = True
                 continue
             return st.model, size
-        self._stop_reason = (
-            f"budget of {cap:g} x full fine-tuning spent" if capped else self._why_idle()
-        )
+        self._stop_reason = self._budget_spent() if capped else self._why_idle()
         return None
 
     def _budget(self) -> float:
