@@ -6,7 +6,7 @@ Baseline, measured in the same run: the rectified fit run the way Lin et al.'s
 published code runs it (BFGS with finite-difference gradients on their
 surrogate objective, then on (A, E), three identical starts), for one table at
 one budget, which the issue quotes at about 11 s. Prints per-fit medians of
-each law in core.laws, the whole default bench (both tables, every method and
+each law in core.science.laws, the whole default bench (both tables, every method and
 budget) and the ratios to that baseline. Timings on a shared machine are
 noisy: medians of process CPU time and wall time are both shown.
 """
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.bench import DEFAULT_BUDGETS, DEFAULT_TARGET, Table, run_bench  # noqa: E402
-from core.laws import LAWS, fit_law  # noqa: E402
+from core.science.laws import LAWS, fit_law  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 
@@ -110,7 +110,7 @@ def main() -> None:
     base_w, base_c = clock(lambda: [published_style_rectified(c.sizes, c.losses) for c in cut])
     ours_w, ours_c = clock(lambda: [fit_law("rectified", c.sizes, c.losses) for c in cut])
     print(f"  published-style  {base_w:7.2f} s wall, {base_c:7.2f} s cpu")
-    print(f"  core.laws        {ours_w:7.2f} s wall, {ours_c:7.2f} s cpu")
+    print(f"  core.science.laws        {ours_w:7.2f} s wall, {ours_c:7.2f} s cpu")
     print(f"  speed-up (cpu)   {base_c / max(ours_c, 1e-9):7.1f}x")
 
     print(

@@ -1,7 +1,7 @@
 """Cost of the empirical NTK probe: seconds and peak memory against model size.
 
 For a few tiny-to-small GPT-2 configs (built from configs, saved and loaded
-back with from_pretrained, no network) this times core.ntk.probe_ntk on a
+back with from_pretrained, no network) this times core.training.ntk.probe_ntk on a
 probe batch shaped like the default run's (32 examples, up to 128 tokens):
 
 - exact kernel, torch.func vmap path (the default);
@@ -45,7 +45,7 @@ from transformers import AutoModelForCausalLM, GPT2Config
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import RunConfig
-from core.ntk import probe_ntk
+from core.training.ntk import probe_ntk
 
 SIZES = {  # name: (n_embd, n_layer, n_head)
     "gpt2-32x2": (32, 2, 2),

@@ -1,4 +1,4 @@
-"""Fine-tuning throughput: core.train.train_point against transformers' Trainer.
+"""Fine-tuning throughput: core.training.point.train_point against transformers' Trainer.
 
 Both run the same points in one process, interleaved repeat by repeat so they
 see the same machine load: the same zoo model (loaded from the same saved
@@ -10,7 +10,7 @@ process exactly the same examples once, hence the same tokens.
 
 A "point" is what the runner does per ladder rung: train, then measure the
 test loss. Throughput is reported for the whole point and for training alone
-(train_point's loop via core.train.optimize, Trainer.train()). Model loading
+(train_point's loop via core.training.loop.optimize, Trainer.train()). Model loading
 is outside both timers. Medians over --repeats; ratio = ours / Trainer.
 
     python benchmarks/bench_train.py                      # default: 3 repeats
@@ -31,16 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from core.config import DataConfig, TrainConfig
-from core.data import load_task
-from core.models import load_model, quiet_progress, resolve_model
-from core.train import (
-    batches_for,
-    evaluate,
-    optimize,
-    planned_steps,
-    resolve_precision,
-    train_point,
-)
+from core.training.data import load_task
+from core.training.hub import quiet_progress
+from core.training.loop import batches_for, evaluate, optimize, resolve_precision
+from core.training.models import load_model, resolve_model
+from core.training.point import planned_steps, train_point
 
 CLOCK = time.perf_counter
 """Wall clock by default; ``--clock cpu`` (process CPU time) on a shared CPU box,

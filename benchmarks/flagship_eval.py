@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.bench import DEFAULT_BUDGETS, DEFAULT_TARGET, Table, ratio_label  # noqa: E402
-from core.flagship import predict_lensllm  # noqa: E402
-from core.select import pearson, rel_acc, rmse_log, select  # noqa: E402
+from core.science.flagship import predict_lensllm  # noqa: E402
+from core.science.metrics import pearson, rel_acc, rmse_log  # noqa: E402
+from core.science.selectors import select  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 

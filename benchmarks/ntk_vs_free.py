@@ -1,12 +1,12 @@
 """Does the NTK help? The lensllm law with F from the spectrum vs the same law with F free.
 
-Runs (or resumes) a real ladder on the tiny zoo through core.runner.run_events:
+Runs (or resumes) a real ladder on the tiny zoo through core.run.runner.run_events:
 the default run's models and data, the default ladder plus one more (smaller) size, the
 NTK probe once per model. Then, for each budget, it fits the ``lensllm`` law to
 every model's points at sizes <= budget (zero-shot included) twice:
 
 - NTK-informed: ``fit_law("lensllm", ..., spectrum=<the model's NTK spectrum>)``,
-  F = s * F(Theta, tau D) from the probe (core.laws);
+  F = s * F(Theta, tau D) from the probe (core.science.laws);
 - F free: ``fit_law("lensllm", ...)`` without a spectrum (the Rectified form),
 
 predicts each measured size above the budget, and compares:
@@ -55,8 +55,8 @@ from scipy.stats import pearsonr, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import DEFAULT_MODELS, DEFAULT_SIZES, RunConfig
-from core.laws import fit_law
-from core.spectrum import NTKSpectrum
+from core.science.laws import fit_law
+from core.science.spectrum import NTKSpectrum
 
 EXTRA_SIZE = DEFAULT_SIZES[0] // 2
 """One more ladder size, below the default ladder: the default data's train split
@@ -66,7 +66,7 @@ EXTRA_SIZE = DEFAULT_SIZES[0] // 2
 def run_ladder(cfg: RunConfig) -> None:
     """Drive the real runner to completion, printing one line per finished unit of work."""
     from core.events import ModelFailed, NTKComputed, PointFailed, PointFinished, RunFinished
-    from core.runner import run_events
+    from core.run.runner import run_events
 
     t0 = time.time()
     for ev in run_events(cfg):
@@ -85,8 +85,8 @@ def run_ladder(cfg: RunConfig) -> None:
 
 def load_run(out: Path) -> tuple[dict[str, dict[int, float]], dict[str, NTKSpectrum], dict]:
     """Measured points (model -> size -> loss) and NTK spectra, from results.json and the store."""
-    from core.runner import ntk_settings
-    from core.store import STORE_NAME, Store
+    from core.run.runner import ntk_settings
+    from core.run.store import STORE_NAME, Store
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     cfg = RunConfig.from_dict(results["config"])

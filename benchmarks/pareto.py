@@ -39,7 +39,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.adaptive import AdaptiveConfig  # noqa: E402
 from core.bench import (  # noqa: E402
     DEFAULT_BUDGETS,
     DEFAULT_TARGET,
@@ -48,8 +47,9 @@ from core.bench import (  # noqa: E402
     run_adaptive,
     score,
 )
-from core.curves import Curve  # noqa: E402
-from core.select import select  # noqa: E402
+from core.policy.adaptive import AdaptiveConfig  # noqa: E402
+from core.science.curves import Curve  # noqa: E402
+from core.science.selectors import select  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "benchmarks"
 CONFIDENCES = (0.5, 0.9, 0.99)

@@ -9,7 +9,7 @@ ratio of the idle baseline measured in the same process:
 - idle: a finished run; nothing streams (the baseline);
 - flood: the synthetic stream with a progress event every millisecond, 250
   times the engine's rate (tests coalescing and throttling);
-- engine: the real engine (core.runner.run_events) training the tiny zoo.
+- engine: the real engine (core.run.runner.run_events) training the tiny zoo.
 
     python benchmarks/tui_latency.py [--presses 60] [--no-engine]
 

@@ -15,15 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.adaptive import (
-    AdaptiveConfig,
-    fixed_budget_cost_fraction,
-    replay,
-    selector_predictor,
-    to_selection,
-)
-from core.curves import Curve, read_wide_csv
-from core.select import METHODS, Selection, pearson, rel_acc, rmse_log, select
+from core.policy.adaptive import AdaptiveConfig
+from core.policy.replay import fixed_budget_cost_fraction, replay, selector_predictor, to_selection
+from core.science.curves import Curve, read_wide_csv
+from core.science.metrics import pearson, rel_acc, rmse_log
+from core.science.prediction import Selection
+from core.science.selectors import METHODS, select
 
 DEFAULT_TARGET = 1_638_400
 DEFAULT_BUDGETS: tuple[int, ...] = (204800, 102400, 51200, 25600, 12800, 6400, 3200)
@@ -188,7 +185,7 @@ def run_adaptive(
 ) -> tuple[Selection, float]:
     """Replay the adaptive policy (flagship predictor) on a table: its selection and cost_fraction.
 
-    The flagship is called per model (see ``core.adaptive.selector_predictor``).
+    The flagship is called per model (see ``core.policy.replay.selector_predictor``).
 
     Only the models with a loss at the target take part (the others cannot be scored);
     the policy reads the table through a guard that refuses the target column.

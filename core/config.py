@@ -22,8 +22,11 @@ DEFAULT_SIZES: tuple[int, ...] = (200, 400, 800, 1600)
 DEFAULT_TARGET = 6400
 """The default full-dataset size the ranking predicts for."""
 
+SCHEDULES: tuple[str, ...] = ("halving", "challenger", "compute", "size")
+"""The adaptive policy's schedules, named here so the config can check them without importing the policy."""
+
 DEFAULT_MODELS: tuple[str, ...] = ("tiny:gpt2-s", "tiny:gpt2-l", "tiny:llama-s", "tiny:llama-l")
-"""The built-in tiny zoo (``tiny:`` names resolve through core.models)."""
+"""The built-in tiny zoo (``tiny:`` names resolve through core.training.models)."""
 
 
 class ConfigError(ValueError):
@@ -136,7 +139,7 @@ class NTKConfig:
 class AdaptiveRunConfig:
     """The adaptive policy's knobs on a live run (``[adaptive]``; used by ``policy = "adaptive"``).
 
-    Defaults match ``core.adaptive.AdaptiveConfig`` except the budget. There the
+    Defaults match ``core.policy.adaptive.AdaptiveConfig`` except the budget. There the
     default cap is 5% of full fine-tuning, a budget for a user's real job, where
     the ladder is cheap next to the target (a ladder to 3200 samples against a
     target of 100,000+ costs about 6% of fine-tuning every candidate at the
@@ -162,7 +165,7 @@ class AdaptiveRunConfig:
     """Fine-tuned points a model needs before it may be eliminated or stopped; None:
     all but the last ladder size (between 2 and 4)."""
     schedule: str | None = None
-    """Which survivor gets the next point (core.adaptive.SCHEDULES: ``halving``,
+    """Which survivor gets the next point (SCHEDULES: ``halving``,
     ``challenger``, ``compute``, ``size``); None: the policy's default."""
 
     def __post_init__(self) -> None:
@@ -178,8 +181,6 @@ class AdaptiveRunConfig:
             "adaptive.min_points must be at least 2",
         )
         if self.schedule is not None:
-            from core.adaptive import SCHEDULES  # curve science only: light to import
-
             _check(
                 self.schedule in SCHEDULES,
                 f"adaptive.schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}",

@@ -2,7 +2,7 @@
 
 ``make_app(config)`` opens the setup screen (or, with ``autostart``, the
 dashboard at once). What drives the dashboard is injectable: by default the
-real engine, ``core.runner.run_events``; tests and snapshots replay a
+real engine, ``core.run.runner.run_events``; tests and snapshots replay a
 deterministic stream through the same signature.
 """
 
@@ -22,14 +22,14 @@ from lensllm_tui.screens.setup import SetupScreen
 
 def engine_events(config: RunConfig, cancel: threading.Event) -> Iterable[ev.Event]:
     """The real engine (imported on use: torch and transformers load with it)."""
-    from core.runner import run_events
+    from core.run.runner import run_events
 
     return run_events(config, cancel)
 
 
 def cached_hub_models() -> list[str]:
-    """Models in the local Hugging Face cache (core.models); called off the UI thread."""
-    from core.models import cached_hub_models as scan
+    """Models in the local Hugging Face cache (core.training.models); called off the UI thread."""
+    from core.training.models import cached_hub_models as scan
 
     return list(scan())
 

@@ -27,9 +27,9 @@ class Verdict:
 
 
 def tiny_names() -> list[str]:
-    """The built-in tiny zoo as ``tiny:NAME`` (core.zoo: no torch import for a picker)."""
+    """The built-in tiny zoo as ``tiny:NAME`` (core.training.zoo: no torch import for a picker)."""
     try:
-        from core.zoo import ZOO
+        from core.training.zoo import ZOO
     except ImportError:  # pragma: no cover - the zoo ships with the package
         return list(DEFAULT_MODELS)
     return [f"tiny:{name}" for name in ZOO]

@@ -20,7 +20,7 @@ from rich.text import Text
 
 if TYPE_CHECKING:
     from core.bench import Table
-    from core.select import Prediction, Selection
+    from core.science.prediction import Prediction, Selection
 
 out = Console()
 err = Console(stderr=True)
@@ -43,7 +43,7 @@ def _ints(value: str, name: str) -> list[int]:
 
 def _read_tables(paths: list[Path]) -> list[Table]:
     from core.bench import Table
-    from core.curves import CurveTableError
+    from core.science.curves import CurveTableError
 
     tables = []
     for p in paths:
@@ -192,7 +192,7 @@ def fit(
     seed: Annotated[int, typer.Option(help="Seed for the fits' multi-starts.")] = 0,
 ) -> None:
     """Fit each model's curve: parameters, phase transition, predicted target loss, plot."""
-    from core.select import METHODS, select
+    from core.science.selectors import METHODS, select
 
     if method not in METHODS:
         raise _fail(f"unknown method {method!r} (expected one of: {', '.join(METHODS)})")

@@ -1,6 +1,6 @@
 """Headless front end: rich progress and tables over the engine's event stream.
 
-Everything shown comes from ``core.runner.run_events``; this module holds no
+Everything shown comes from ``core.run.runner.run_events``; this module holds no
 engine state. On a terminal it shows live progress bars (overall and one per
 model, with ETA); when stdout is not a terminal (CI logs, ``| tee``) the bars
 are left out and the same information is printed as plain lines.
@@ -51,7 +51,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.results import CURVES_NAME, RESULTS_NAME
+from core.run.records import CURVES_NAME, RESULTS_NAME
 
 EXIT_OK = 0
 EXIT_MODEL_FAILED = 1
@@ -68,7 +68,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
     err = Console(stderr=True)
     cancel = threading.Event()
     try:
-        from core.runner import run_events
+        from core.run.runner import run_events
 
         events = run_events(config, cancel)
     except ConfigError as exc:
@@ -90,8 +90,8 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
 
 def _is_input_error(exc: Exception) -> bool:
     """Run-level input problems (config, dataset, store) that end the run with one line."""
-    from core.data import DataError
-    from core.store import StoreError
+    from core.run.store import StoreError
+    from core.training.data import DataError
 
     return isinstance(exc, ConfigError | DataError | StoreError)
 

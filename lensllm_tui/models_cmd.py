@@ -14,8 +14,8 @@ from rich.table import Table
 
 def list_models(console: Console, *, hub_only: bool = False) -> int:
     """Print the tiny zoo and the cached hub models; returns the exit code."""
-    from core.models import ModelError, cached_hub_models, resolve_model, tiny_zoo
-    from core.zoo import ZOO, zoo_root
+    from core.training.models import ModelError, cached_hub_models, resolve_model, tiny_zoo
+    from core.training.zoo import ZOO, zoo_root
 
     if not hub_only:
         root = zoo_root()

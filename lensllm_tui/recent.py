@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFIG_NAME = "config.toml"  # core.results.CONFIG_NAME, not imported: it pulls numpy in
+CONFIG_NAME = "config.toml"  # core.run.records.CONFIG_NAME, not imported: it pulls numpy in
 RESULTS_NAME = "results.json"
 
 

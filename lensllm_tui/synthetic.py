@@ -4,7 +4,7 @@ It is not the engine and never pretends to be: losses follow a rectified law
 with made-up parameters, times are fixed, and nothing is trained. It exists so
 the dashboard can be rendered identically on every machine (snapshots) and
 exercised without torch (fast UI tests). The real run drives
-``core.runner.run_events`` through exactly the same ``EventSource`` signature.
+``core.run.runner.run_events`` through exactly the same ``EventSource`` signature.
 """
 
 from __future__ import annotations

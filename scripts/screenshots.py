@@ -7,7 +7,7 @@ the terminal shows with App.save_screenshot:
 - dashboard.svg: the dashboard mid-run (held after a number of finished points);
 - ranking.svg: the dashboard when the run has finished.
 
-By default the dashboard runs the real engine (core.runner.run_events) on a
+By default the dashboard runs the real engine (core.run.runner.run_events) on a
 small ladder of the tiny zoo, so the pictures show measured losses and real
 fits; ``--synthetic`` replays the deterministic synthetic stream instead (no
 torch, same as the snapshot tests).

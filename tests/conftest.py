@@ -21,7 +21,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def zoo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A zoo cache dir holding quickly built gpt2-s, llama-s and t5-s."""
-    from core.zoo import ensure_built
+    from core.training.zoo import ensure_built
 
     root = tmp_path_factory.mktemp("zoo-cache")
     for name in ("gpt2-s", "llama-s", "t5-s"):

@@ -10,19 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import least_squares
 
-from core.adaptive import (
+from core.policy.adaptive import (
     AdaptiveConfig,
     AdaptiveError,
     AdaptivePolicy,
     Estimate,
-    TableGuard,
     TargetColumnRead,
-    fixed_budget_cost_fraction,
     interval_at,
     per_model,
-    replay,
 )
-from core.curves import Curve
+from core.policy.replay import TableGuard, fixed_budget_cost_fraction, replay
+from core.science.curves import Curve
 
 LADDER = (200, 400, 800, 1600, 3200, 6400, 12800)
 TARGET = 102400

@@ -21,7 +21,7 @@ from core.config import (
     TrainConfig,
 )
 from core.events import ModelEliminated, PointStarted, PolicyStopped, RunFinished
-from core.runner import run_events
+from core.run.runner import run_events
 from lensllm_tui.cli import app, build_config
 
 cli = CliRunner()

@@ -1,4 +1,4 @@
-"""End to end: the dashboard drives the REAL engine (core.runner.run_events).
+"""End to end: the dashboard drives the REAL engine (core.run.runner.run_events).
 
 Two tiny zoo models (real transformers, from_pretrained), a 3-size ladder and
 a few optimizer steps: the setup screen starts the run, the thread worker
@@ -96,8 +96,8 @@ def test_engine_samples_fitted_laws_for_the_chart() -> None:
     """LawFitted.curve: the fit evaluated from the smallest trained size to the target."""
     import numpy as np
 
-    from core.laws import fit_law
-    from core.runner import _sample_law
+    from core.run.runner import _sample_law
+    from core.science.laws import fit_law
 
     sizes = np.array([50.0, 100, 200, 400, 800])
     losses = 30.0 / sizes**0.5 + 2.0

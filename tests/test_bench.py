@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from core.bench import RECORD_KEYS, BenchError, Table, check_plan, ratio_label, run_bench, score
-from core.curves import Curve, write_wide_csv
-from core.select import Prediction, Selection
+from core.science.curves import Curve, write_wide_csv
+from core.science.prediction import Prediction, Selection
 from lensllm_tui.cli import app
 
 runner = CliRunner()

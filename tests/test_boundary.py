@@ -15,7 +15,9 @@ FRONT_END = ("textual", "typer")
 
 def core_modules() -> list[str]:
     return [
-        *sorted(f"core.{m.name}" for m in pkgutil.walk_packages(core.__path__) if not m.ispkg),
+        *sorted(
+            m.name for m in pkgutil.walk_packages(core.__path__, prefix="core.") if not m.ispkg
+        ),
         "core",
     ]
 

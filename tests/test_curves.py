@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from core.curves import Curve, CurveTableError, read_wide_csv, write_wide_csv
+from core.science.curves import Curve, CurveTableError, read_wide_csv, write_wide_csv
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.config import DataConfig
-from core.data import IGNORE_INDEX, DataError, Example, collate, encode_examples, load_task
+from core.training.data import IGNORE_INDEX, DataError, Example, collate, encode_examples, load_task
 
 
 def _jsonl(path: Path, rows: list[dict]) -> Path:
@@ -108,7 +108,7 @@ def test_unknown_hub_dataset_offline_fails_fast() -> None:
 
 
 def test_loss_only_on_completion_tokens(zoo_cache: Path) -> None:
-    from core.models import load_model, resolve_model
+    from core.training.models import load_model, resolve_model
 
     spec = resolve_model("tiny:gpt2-s", cache_dir=zoo_cache)
     _, tok = load_model(spec, "cpu")
@@ -131,7 +131,7 @@ def test_loss_only_on_completion_tokens(zoo_cache: Path) -> None:
 
 
 def test_truncation_keeps_completion_tokens(zoo_cache: Path) -> None:
-    from core.models import load_model, resolve_model
+    from core.training.models import load_model, resolve_model
 
     spec = resolve_model("tiny:gpt2-s", cache_dir=zoo_cache)
     _, tok = load_model(spec, "cpu")

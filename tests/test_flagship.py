@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.bench import Table, run_bench
-from core.curves import Curve
-from core.flagship import LEVEL, predict_lensllm
-from core.select import select
+from core.science.curves import Curve
+from core.science.flagship import LEVEL, predict_lensllm
+from core.science.selectors import select
 
 BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 SIZES = tuple(200 * 2**k for k in range(7))  # 200 ... 12800
@@ -168,7 +168,7 @@ def test_beats_ats_on_the_published_curves() -> None:
 
 
 def test_a_curve_with_an_ntk_spectrum_uses_F_of_theta() -> None:
-    from core.spectrum import NTKSpectrum
+    from core.science.spectrum import NTKSpectrum
 
     curves, truth = law_table(5, m=4)
     spec = NTKSpectrum((4.0, 1.0, 0.25), (0.5, 0.3, 0.2))

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.laws import LAWS, fit_law
-from core.spectrum import NTKSpectrum
+from core.science.laws import LAWS, fit_law
+from core.science.spectrum import NTKSpectrum
 
 SIZES = np.array([200 * 2**k for k in range(12)], dtype=float)
 

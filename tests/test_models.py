@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.models import ModelError, cached_hub_models, load_model, resolve_model, tiny_zoo
-from core.zoo import ZOO
+from core.training.models import ModelError, cached_hub_models, load_model, resolve_model, tiny_zoo
+from core.training.zoo import ZOO
 
 
 def test_zoo_spans_families_and_sizes() -> None:

@@ -20,7 +20,7 @@ from transformers import (
     T5Config,
 )
 
-from core.ntk import NTKError, compute_spectrum, empirical_ntk, probe_ntk
+from core.training.ntk import NTKError, compute_spectrum, empirical_ntk, probe_ntk
 
 VOCAB = 64
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.curves import Curve
-from core.phase import detect_transition
+from core.science.curves import Curve
+from core.science.phase import detect_transition
 
 SIZES = [200 * 2**k for k in range(12)]
 

@@ -23,8 +23,8 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.runner import run_events
-from core.store import STORE_NAME, Store
+from core.run.runner import run_events
+from core.run.store import STORE_NAME, Store
 
 MODELS = ["tiny:gpt2-s", "tiny:llama-s"]
 SIZES = [25, 50, 100]
@@ -268,7 +268,7 @@ def test_ladder_is_clipped_to_the_dataset_with_a_warning(tmp_path: Path) -> None
 
 
 def test_dataset_too_small_for_the_ladder_is_one_line_error(tmp_path: Path) -> None:
-    from core.data import DataError
+    from core.training.data import DataError
 
     data = _jsonl(tmp_path / "tiny.jsonl", 40)  # 8 examples left to train on
     cfg = tiny_config(
@@ -283,7 +283,7 @@ def test_dataset_too_small_for_the_ladder_is_one_line_error(tmp_path: Path) -> N
 def test_default_out_dir_is_new_and_timestamped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from core.runner import resolve_out_dir
+    from core.run.runner import resolve_out_dir
 
     monkeypatch.chdir(tmp_path)
     cfg = RunConfig()

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.spectrum import NTKSpectrum
+from core.science.spectrum import NTKSpectrum
 
 
 def test_from_kernel_matches_matrix_exponential() -> None:

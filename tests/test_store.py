@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import SCHEMA_VERSION, PointKey, Store, StoreError, settings_hash
+from core.run.store import SCHEMA_VERSION, PointKey, Store, StoreError, settings_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from core.store import PointKey, Store
+from core.run.store import PointKey, Store
 store = Store(sys.argv[1])
 i = 0
 while True:

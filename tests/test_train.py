@@ -10,16 +10,10 @@ import pytest
 import torch
 
 from core.config import DataConfig, TrainConfig
-from core.data import load_task
-from core.models import load_model, resolve_model
-from core.train import (
-    Cancelled,
-    PointError,
-    count_params,
-    flops_estimate,
-    lr_at,
-    train_point,
-)
+from core.training.data import load_task
+from core.training.loop import Cancelled, PointError, count_params, flops_estimate, lr_at
+from core.training.models import load_model, resolve_model
+from core.training.point import train_point
 
 DATA = DataConfig(validation_size=16, test_size=16, max_length=32)
 FAST = TrainConfig(batch_size=4, min_steps=3, learning_rate=3e-3)
@@ -117,8 +111,8 @@ def test_early_stopping_and_lora(zoo_cache: Path, task) -> None:
 
 
 def test_length_grouped_batches_cover_each_example_once_per_epoch() -> None:
-    from core.data import Encoded
-    from core.train import batches_for
+    from core.training.data import Encoded
+    from core.training.loop import batches_for
 
     data = [Encoded(tuple(range(n)), tuple(range(n))) for n in [3, 50, 7, 44, 12, 31, 2, 60] * 8]
     plain = batches_for(data, 4, 16, seed=0)

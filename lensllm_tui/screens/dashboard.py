@@ -30,7 +30,7 @@ from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
 
 EventSource = Callable[[RunConfig, threading.Event], Iterable[ev.Event]]
-"""What drives the dashboard: core.runner.run_events, or a replayed stream in tests."""
+"""What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests."""
 
 REDRAW_SECONDS = 0.25
 WIDE = 120

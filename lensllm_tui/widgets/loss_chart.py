@@ -30,14 +30,14 @@ def series_color(index: int) -> str:
 
 
 def law_values(law: str, params: Mapping[str, float], sizes: np.ndarray) -> np.ndarray | None:
-    """Evaluate a fitted law (from a LawFitted event) at ``sizes`` with core.laws.
+    """Evaluate a fitted law (from a LawFitted event) at ``sizes`` with core.science.laws.
 
     None when the parameters alone cannot say: a LensLLM fit whose F term
     comes from the NTK spectrum (parameters s and tau, no F) needs the
     spectrum, which events do not carry; the chart then shows the measured
     points and the predicted target without the curve.
     """
-    from core.laws import FitResult  # numpy + scipy only; no torch
+    from core.science.laws import FitResult  # numpy + scipy only; no torch
 
     needed = {"B", "beta", "E"} if law == "vanilla" else {"B", "beta", "E", "F"}
     if not needed <= set(params):

@@ -42,11 +42,11 @@ forecast variance (level, slope, slope drift over the horizon, measurement
 noise), a per-model noise scale from its own standardized innovations, and
 the spread of the acceleration. Everything is closed-form or a fixed grid:
 no random numbers, so without NTK spectra ``seed`` changes nothing (results
-are identical for every seed); it only reaches core.laws' seeded multi-start
+are identical for every seed); it only reaches core.science.laws' seeded multi-start
 for curves that carry a spectrum.
 
 When a curve carries an NTK spectrum its law fit (``Prediction.fit``) is
-``core.laws.fit_law("lensllm", spectrum=...)``, i.e. F = F(Theta, t), and its
+``core.science.laws.fit_law("lensllm", spectrum=...)``, i.e. F = F(Theta, t), and its
 acceleration comes from that fit; otherwise ``fit`` is the law's grid MAP.
 """
 
@@ -61,13 +61,13 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import norm
 
-from core.curves import Curve
-from core.laws import FitResult, fit_law
-from core.phase import detect_transition
-from core.select import Prediction
+from core.science.curves import Curve
+from core.science.laws import FitResult, fit_law
+from core.science.phase import detect_transition
+from core.science.prediction import Prediction
 
 LEVEL = 0.90
-"""Two-sided level of ``Prediction.low`` / ``high`` (core.adaptive's selector_predictor
+"""Two-sided level of ``Prediction.low`` / ``high`` (core.policy.replay's selector_predictor
 reads intervals at this level)."""
 
 HUBER = 2.0
@@ -85,7 +85,7 @@ extrapolation that the measured points allow."""
 
 MIN_LAW_POINTS = 4
 """Fewest fine-tuned points a law posterior (and a backtest subset) is built from: one
-more than the law's shape parameters (a, beta, F), as core.laws.MIN_POINTS."""
+more than the law's shape parameters (a, beta, F), as core.science.laws.MIN_POINTS."""
 
 MIN_POOL = 3
 """Fewest law posteriors the acceleration is pooled over before it moves a prediction.
@@ -306,7 +306,7 @@ def _law_posterior(u: np.ndarray, y: np.ndarray, u_target: float, noise: float) 
 
 
 def _spectral_law(curve: Curve, u_target: float, grid: _Law, seed: int) -> _Law:
-    """With an NTK spectrum, the acceleration and fit come from F(Theta, t) (core.laws)."""
+    """With an NTK spectrum, the acceleration and fit come from F(Theta, t) (core.science.laws)."""
     fit = fit_law("lensllm", curve.sizes, curve.losses, spectrum=curve.spectrum, seed=seed)
     if not fit.ok:
         return grid

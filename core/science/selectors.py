@@ -22,14 +22,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from core.curves import Curve
-from core.laws import FitResult, fit_law
-from core.phase import detect_transition
+from core.science.curves import Curve
+from core.science.flagship import predict_lensllm
+from core.science.laws import fit_law
+from core.science.phase import detect_transition
+from core.science.prediction import Prediction, Selection
+
+Selector = Callable[[Sequence[Curve], int, int, int], list[Prediction]]
 
 METHODS: tuple[str, ...] = (
     "lensllm",
@@ -46,73 +48,6 @@ ATS_K = 3
 ATS_DELTA = 5.0
 """AtS: a point more than delta residual standard deviations off the line of
 the points after it ends the power phase."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One model's score under a selector (lower ranks first)."""
-
-    model: str
-    score: float
-    predicted: float | None = None
-    """Predicted loss at the target, for methods that predict one."""
-    low: float | None = None
-    high: float | None = None
-    """Interval around ``predicted``, for methods that give one."""
-    transition: int | None = None
-    """First size of the power phase, where the method finds one."""
-    fit: FitResult | None = None
-    ok: bool = True
-    reason: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "score": _finite_or_none(self.score),
-            "predicted": self.predicted,
-            "low": self.low,
-            "high": self.high,
-            "transition": self.transition,
-            "fit": None if self.fit is None else self.fit.to_dict(),
-            "ok": self.ok,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
-class Selection:
-    """A selector's verdict: predictions in input order and the ranking, best first."""
-
-    method: str
-    budget: int
-    target: int
-    predictions: tuple[Prediction, ...]
-    ranking: tuple[str, ...]
-    seconds: float
-
-    @property
-    def chosen(self) -> str:
-        return self.ranking[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "budget": self.budget,
-            "target": self.target,
-            "predictions": [p.to_dict() for p in self.predictions],
-            "ranking": list(self.ranking),
-            "seconds": self.seconds,
-        }
-
-
-def _finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
-Selector = Callable[[Sequence[Curve], int, int, int], list[Prediction]]
-
-
-# --- simple selectors -------------------------------------------------------------
 
 
 def _positive(c: Curve) -> tuple[np.ndarray, np.ndarray]:
@@ -277,12 +212,7 @@ def _ats(curves: Sequence[Curve], budget: int, target: int, seed: int) -> list[P
 
 
 def _lensllm(curves: Sequence[Curve], budget: int, target: int, seed: int) -> list[Prediction]:
-    """Phase-aware LensLLM law with intervals; lives in core/flagship.py."""
-    try:
-        from core.flagship import predict_lensllm
-    except ImportError as exc:
-        why = f"selector unavailable ({exc})"
-        return [_last_seen(c, why, "lensllm") for c in curves]
+    """Phase-aware LensLLM law with intervals; lives in core/science/flagship.py."""
     return list(predict_lensllm(curves, budget, target, seed=seed))
 
 
@@ -363,60 +293,3 @@ def _conform(raw: Sequence[Prediction], seen: Sequence[Curve], method: str) -> l
         else:
             out.append(p)
     return out
-
-
-# --- metrics -----------------------------------------------------------------------
-
-
-def _pairs(a: Sequence[float | None], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray([math.nan if v is None else v for v in a], dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
-    keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
-
-
-def pearson(scores: Sequence[float], true_losses: Sequence[float]) -> float:
-    """Pearson correlation of scores with true target losses (scipy.stats.pearsonr).
-
-    Pairs with a non-finite score or truth are left out. Constant scores (or
-    truths) carry no ranking information: the correlation is reported as 0.0
-    rather than scipy's NaN, so a mean over cells stays defined. Fewer than two
-    usable pairs: NaN.
-    """
-    from scipy.stats import pearsonr
-
-    x, y = _pairs(scores, true_losses)
-    if x.size < 2:
-        return math.nan
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return 0.0
-    return float(pearsonr(x, y)[0])
-
-
-def rel_acc(scores: Sequence[float], true_losses: Sequence[float]) -> float:
-    """(worst - chosen) / (worst - best) of true target losses; 1.0 picks the best.
-
-    The chosen model is the first with the lowest score, as in Lin et al.'s
-    evaluation (argmin of the rank). Models without a true loss are left out;
-    all-equal truths give 1.0 (any choice is the best).
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(true_losses, dtype=np.float64)
-    keep = np.isfinite(t) & ~np.isnan(s)
-    if not keep.any():
-        return math.nan
-    s, t = s[keep], t[keep]
-    chosen = t[int(np.argmin(s))]
-    worst, best = float(t.max()), float(t.min())
-    if worst == best:
-        return 1.0
-    return float((worst - chosen) / (worst - best))
-
-
-def rmse_log(predicted: Sequence[float | None], true_losses: Sequence[float]) -> float | None:
-    """RMSE of log predicted vs log true target loss; None if nothing was predicted."""
-    x, y = _pairs(predicted, true_losses)
-    keep = (x > 0) & (y > 0)
-    if not keep.any():
-        return None
-    return float(np.sqrt(np.mean((np.log(x[keep]) - np.log(y[keep])) ** 2)))

@@ -146,7 +146,7 @@ def build(name: str, entry: ZooEntry, out: Path) -> None:
         model = _model_class(entry.family)(config)
         pretrain(model, tokenizer, entry)
     model.eval()
-    from core.models import quiet_progress
+    from core.training.hub import quiet_progress
 
     with quiet_progress():
         model.save_pretrained(out)
@@ -158,7 +158,7 @@ def make_tokenizer(family: str) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from core.data import pretraining_corpus
+    from core.training.data import pretraining_corpus
 
     if family == "gpt2":
         specials = {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"}
@@ -249,8 +249,8 @@ def pretrain(model: Any, tokenizer: Any, entry: ZooEntry) -> None:
     """
     import torch
 
-    from core.data import Example, encode_examples, pretraining_corpus
-    from core.train import batches_for, optimize
+    from core.training.data import Example, encode_examples, pretraining_corpus
+    from core.training.loop import batches_for, optimize
 
     if entry.pretrain_steps <= 0:
         return

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from core.training.hub import quiet_progress
 
 
 class ModelError(ValueError):
@@ -49,7 +49,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def tiny_zoo() -> list[str]:
     """Names of the built-in tiny models, as ``tiny:NAME`` (for pickers)."""
-    from core.zoo import ZOO
+    from core.training.zoo import ZOO
 
     return [f"tiny:{name}" for name in ZOO]
 
@@ -68,7 +68,7 @@ def cached_hub_models() -> list[str]:
 def resolve_model(name: str, *, cache_dir: str | Path | None = None) -> ModelSpec:
     """Turn a user's model name into a ModelSpec, building zoo models on first use."""
     if name.startswith("tiny:"):
-        from core.zoo import ZOO, ensure_built
+        from core.training.zoo import ZOO, ensure_built
 
         short = name.removeprefix("tiny:")
         if short not in ZOO:
@@ -132,20 +132,6 @@ def load_model(
 # --------------------------------------------------------------------------- internals
 
 
-@contextmanager
-def quiet_progress() -> Iterator[None]:
-    """No transformers progress bars (they would scribble over the headless console)."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:200] or type(exc).__name__
@@ -176,7 +162,7 @@ def _hub_config(name: str) -> Any:
     """The config from the local cache, else from the hub when it is reachable."""
     from transformers import AutoConfig
 
-    from core.data import hub_reachable
+    from core.training.hub import hub_reachable
 
     try:
         return AutoConfig.from_pretrained(name, local_files_only=True)

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from core.config import ConfigError, RunConfig
-from core.curves import Curve
 from core.events import (
     Event,
     LawFitted,
@@ -51,10 +50,11 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.phase import detect_transition
-from core.results import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
-from core.spectrum import NTKSpectrum
-from core.store import STORE_NAME, PointKey, Store, measurements, settings_hash
+from core.run.records import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
+from core.run.store import STORE_NAME, PointKey, Store, measurements, settings_hash
+from core.science.curves import Curve
+from core.science.phase import detect_transition
+from core.science.spectrum import NTKSpectrum
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between PointProgress events: by time, never per step."""
@@ -108,7 +108,7 @@ def run_events(config: RunConfig, cancel: threading.Event | None = None) -> Iter
 
 
 def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
-    from core import data as data_mod
+    from core.training import data as data_mod
 
     t0 = time.time()
     out_dir = resolve_out_dir(config)
@@ -193,8 +193,9 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
     PolicyStopped (and ``policy`` in results.json) reports why it stopped, what
     it spent, the fraction of full fine-tuning, and the compute saved.
     """
-    from core import models as models_mod
-    from core.adaptive import AdaptiveConfig, AdaptivePolicy, selector_predictor
+    from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy
+    from core.policy.replay import selector_predictor
+    from core.training import models as models_mod
 
     config = run.config
     ad = config.adaptive
@@ -380,7 +381,7 @@ class _Run:
 
     def model(self, name: str, sizes: list[int], index: int, total: int) -> Iterator[Event]:
         """One candidate: resolve, NTK probe, then every planned size (reusing stored points)."""
-        from core import models as models_mod
+        from core.training import models as models_mod
 
         rec = self.record.models[name]
         try:
@@ -440,7 +441,8 @@ class _Run:
 
     def _point(self, rec: ModelRecord, spec: Any, loaded: _Lazy, key: PointKey) -> Iterator[Event]:
         """Train and measure one new point in a worker thread; store it in one transaction."""
-        from core import train as train_mod
+        from core.training import point as train_mod
+        from core.training.loop import Cancelled
 
         pair = self._load(loaded)
         config = self.config
@@ -465,7 +467,7 @@ class _Run:
         )
         if "error" in outcome:
             exc = outcome["error"]
-            if isinstance(exc, train_mod.Cancelled) or self.cancel.is_set():
+            if isinstance(exc, Cancelled) or self.cancel.is_set():
                 return
             reason = _reason(exc)
             yield PointFailed(rec.model, key.size, reason)
@@ -483,10 +485,10 @@ class _Run:
         on without a spectrum, so its law falls back to F free.
         """
         try:
-            from core import ntk as ntk_mod
+            from core.training import ntk as ntk_mod
         except ImportError:  # the NTK probe is optional
             return
-        from core.data import make_batch
+        from core.training.data import make_batch
 
         settings = ntk_settings(self.config)
         fp = self.task.fingerprint
@@ -627,7 +629,7 @@ def _polled(
 
 def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[Event]:
     """Refit every live curve with the configured selector; report ``model``'s law and phase."""
-    from core.select import select
+    from core.science.selectors import select
 
     live = [m for m in record.models.values() if m.failed is None and m.curve().sizes]
     if not live:
@@ -717,7 +719,7 @@ def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> Non
         }
     else:
         rec.law = {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
-    # The phase call with its confidence comes from core.phase; a selector that
+    # The phase call with its confidence comes from core.science.phase; a selector that
     # places the transition itself (e.g. ATS) is recorded alongside.
     tr = detect_transition(curve)
     rec.transition = {"size": tr.size, "confidence": tr.confidence, "reason": tr.reason}
@@ -740,7 +742,7 @@ def _point_record(stored: Any, *, reused: bool) -> PointRecord:
 
 def _clip_ladder(task: Any, sizes: list[int]) -> tuple[list[int], list[str]]:
     """Drop ladder sizes the training split cannot supply, with a warning saying so."""
-    from core.data import DataError
+    from core.training.data import DataError
 
     kept, dropped = task.clip_ladder(sizes)
     if not kept:

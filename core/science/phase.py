@@ -10,7 +10,7 @@ approximate the posterior probability of each knot under a uniform prior
 (Schwarz, 1978; Burnham & Anderson, 2002), so the reported confidence is the
 posterior mass of the chosen knot rather than a pass/fail threshold.
 
-Why not only Accept-then-Stop's test (``core.select`` uses it for ``ats``)?
+Why not only Accept-then-Stop's test (``core.science.selectors`` uses it for ``ats``)?
 It gives a yes/no with a hand-set threshold (delta = 5 standard deviations)
 and its residual scale comes from as few as three points, so it carries no
 measure of how sure the call is; the model comparison does, and it uses every
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.curves import Curve
+from core.science.curves import Curve
 
 MIN_POWER_POINTS = 3
 """The power phase needs at least three points to show it is straight."""

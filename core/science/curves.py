@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.spectrum import NTKSpectrum
+from core.science.spectrum import NTKSpectrum
 
 NAME_COLUMN = "config name"
 

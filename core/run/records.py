@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.curves import Curve, write_wide_csv
 from core.events import RankEntry
-from core.spectrum import NTKSpectrum
+from core.science.curves import Curve, write_wide_csv
+from core.science.spectrum import NTKSpectrum
 
 RESULTS_VERSION = 1
 RESULTS_NAME = "results.json"

@@ -34,7 +34,7 @@ import numpy as np
 from scipy.optimize import least_squares, leastsq
 from scipy.special import expit, logit
 
-from core.spectrum import NTKSpectrum
+from core.science.spectrum import NTKSpectrum
 
 LAWS: tuple[str, ...] = ("lensllm", "rectified", "vanilla")
 

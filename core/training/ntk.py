@@ -4,7 +4,7 @@ The LensLLM law's F(Theta, t) needs Theta = G G^T, where row i of G is the
 gradient of probe example i's mean token cross-entropy (over its labelled
 tokens) with respect to the trainable parameters, and r0, those per-example
 losses themselves. This module computes both, then hands them to
-core.spectrum.NTKSpectrum, which is all the numpy-only curve science sees.
+core.science.spectrum.NTKSpectrum, which is all the numpy-only curve science sees.
 
 Per-example gradients come from torch.func (functional_call + vmap over grad),
 one vectorised pass per chunk of examples. Hugging Face models whose forward has
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from core.spectrum import NTKSpectrum
+from core.science.spectrum import NTKSpectrum
 
 PATHS = ("auto", "vmap", "backward")
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
-import socket
 import sysconfig
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import DataConfig
+from core.training.hub import hub_reachable
 
 if TYPE_CHECKING:
     import torch
@@ -261,19 +260,6 @@ def _rows_to_examples(rows: Any, cfg: DataConfig) -> list[Example]:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text[:200] or type(exc).__name__
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP probe of the hub, so offline machines fail in seconds, not retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = re.sub(r"^https?://", "", endpoint).split("/")[0].split(":")[0]
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------- built-in text

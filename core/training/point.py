@@ -1,0 +1,233 @@
+"""One point of the ladder: load a model, fine-tune it on a subset, measure its test loss.
+
+The set-up (model, LoRA, checkpointing, context length) lives here; the loop
+itself (optimizer, schedule, evaluation) is core/training/loop.py, shared with
+the zoo's pretraining.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from core.config import DataConfig, TrainConfig
+from core.training.data import TaskData
+from core.training.loop import (
+    Cancelled,
+    PointError,
+    PointResult,
+    _is_oom,
+    _LoopOutcome,
+    batches_for,
+    count_params,
+    enable_tf32,
+    evaluate,
+    flops_estimate,
+    optimize,
+    resolve_precision,
+)
+from core.training.models import ModelSpec, load_model, resolve_device
+
+
+def planned_steps(size: int, train_cfg: TrainConfig) -> int:
+    """Optimizer steps for a subset: ``ceil(epochs * size / batch)``, at least min_steps."""
+    if size == 0:
+        return 0
+    return max(train_cfg.min_steps, math.ceil(train_cfg.epochs * size / train_cfg.batch_size))
+
+
+def train_point(
+    spec: ModelSpec,
+    task: TaskData,
+    size: int,
+    train_cfg: TrainConfig,
+    data_cfg: DataConfig,
+    *,
+    device: str | torch.device = "auto",
+    cancel: Any = None,
+    on_progress: Callable[[int, int, float], None] | None = None,
+    model_and_tokenizer: tuple[Any, Any] | None = None,
+) -> PointResult:
+    """Fine-tune ``spec`` on the first ``size`` train examples; size 0 only evaluates.
+
+    ``model_and_tokenizer`` lets a caller load a model once for its whole
+    ladder: its weights are snapshot here and restored before returning, so
+    each point starts from the pretrained weights. ``cancel`` (a
+    threading.Event) is checked before every step and raises Cancelled.
+    Raises PointError for NaN/inf loss or out-of-memory, DataError for a size
+    the train split cannot provide.
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device) if isinstance(device, str) else device
+    if dev.type == "cuda":
+        enable_tf32()
+    if model_and_tokenizer is None:
+        model, tokenizer = load_model(spec, dev)
+    else:
+        model, tokenizer = model_and_tokenizer
+    autocast_dtype = resolve_precision(train_cfg.precision, dev)
+    max_length = _max_length(model, data_cfg.max_length)
+    encoded = task.encode(tokenizer, spec.kind, max_length)
+    train_data = [e for e in encoded["train"][: len(task.subset(size))] if e.label_tokens > 0]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    steps = planned_steps(size, train_cfg)
+    warmup = math.ceil(train_cfg.warmup_ratio * steps)
+    eval_every = train_cfg.eval_every or max(1, math.ceil(size / train_cfg.batch_size))
+    eval_bs = max(train_cfg.batch_size * 2, 32)
+
+    torch.manual_seed(train_cfg.seed)
+    snapshot = None
+    peft_model = None
+    trained = model
+    try:
+        if steps > 0:
+            if train_cfg.lora:
+                peft_model = _with_lora(model, spec, train_cfg)
+                trained = peft_model
+            else:
+                snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if train_cfg.gradient_checkpointing:
+                _checkpointing(trained, "enable")()
+                if hasattr(model.config, "use_cache"):
+                    model.config.use_cache = False
+            batches = batches_for(
+                train_data,
+                train_cfg.batch_size,
+                steps,
+                train_cfg.seed,
+                group_by_length=train_cfg.group_by_length,
+            )
+            outcome = optimize(
+                trained,
+                batches,
+                kind=spec.kind,
+                pad_id=pad_id,
+                device=dev,
+                lr=train_cfg.learning_rate,
+                warmup_steps=warmup,
+                weight_decay=train_cfg.weight_decay,
+                max_grad_norm=train_cfg.max_grad_norm,
+                autocast_dtype=autocast_dtype,
+                cancel=cancel,
+                on_progress=on_progress,
+                validation=encoded["validation"],
+                eval_every=eval_every,
+                patience=train_cfg.early_stopping_patience,
+                eval_batch_size=eval_bs,
+            )
+        else:
+            outcome = _LoopOutcome(0, 0, None, None, 0)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        loss, label_tokens, test_tokens = evaluate(
+            trained,
+            encoded["test"],
+            kind=spec.kind,
+            pad_id=pad_id,
+            device=dev,
+            batch_size=eval_bs,
+            autocast_dtype=autocast_dtype,
+        )
+        if not math.isfinite(loss):
+            raise PointError("NaN loss on the test split")
+        n_all = count_params(trained)
+        n_trainable = count_params(trained, trainable_only=True) if steps > 0 else 0
+        if peft_model is None:
+            n_all = count_params(model)
+    except Exception as exc:
+        if _is_oom(exc):
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            raise PointError(
+                f"out of memory on {dev.type} at batch size {train_cfg.batch_size}"
+                " (try a smaller batch_size, gradient_checkpointing or lora)"
+            ) from exc
+        raise
+    finally:
+        if train_cfg.gradient_checkpointing and steps > 0:
+            _checkpointing(trained, "disable")()
+        if peft_model is not None:
+            model = peft_model.unload()
+        if snapshot is not None:
+            model.load_state_dict(snapshot)
+        model.eval()
+
+    eval_tokens = test_tokens + outcome.val_tokens
+    hparams = {
+        "learning_rate": train_cfg.learning_rate,
+        "batch_size": train_cfg.batch_size,
+        "epochs": train_cfg.epochs,
+        "min_steps": train_cfg.min_steps,
+        "warmup_ratio": train_cfg.warmup_ratio,
+        "warmup_steps": warmup,
+        "schedule": "linear-warmup-cosine",
+        "optimizer": "adamw(0.9,0.95)",
+        "weight_decay": train_cfg.weight_decay,
+        "max_grad_norm": train_cfg.max_grad_norm,
+        "precision": "bf16" if autocast_dtype is torch.bfloat16 else "fp32",
+        "gradient_checkpointing": train_cfg.gradient_checkpointing,
+        "group_by_length": train_cfg.group_by_length,
+        "lora": train_cfg.lora,
+        "lora_r": train_cfg.lora_r if train_cfg.lora else 0,
+        "early_stopping_patience": train_cfg.early_stopping_patience,
+        "eval_every": eval_every if train_cfg.early_stopping_patience else 0,
+        "seed": train_cfg.seed,
+        "max_length": max_length,
+        "planned_steps": steps,
+        "params": n_all,
+        "trainable_params": n_trainable,
+        "device": dev.type,
+    }
+    return PointResult(
+        model=spec.name,
+        size=size,
+        loss=loss,
+        flops=flops_estimate(n_all, n_trainable, outcome.tokens, eval_tokens),
+        seconds=time.perf_counter() - start,
+        steps=outcome.steps,
+        train_tokens=outcome.tokens,
+        eval_tokens=eval_tokens,
+        hparams=hparams,
+        train_loss=outcome.last_loss,
+        val_loss=outcome.best_val,
+        test_label_tokens=label_tokens,
+    )
+
+
+def _checkpointing(model: Any, what: str) -> Callable[[], None]:
+    """transformers >= 5 renamed gradient to activation checkpointing; use what exists."""
+    return getattr(model, f"activation_checkpointing_{what}", None) or getattr(
+        model, f"gradient_checkpointing_{what}"
+    )
+
+
+def _max_length(model: torch.nn.Module, requested: int) -> int:
+    """Requested length, clipped to the model's learned positions where it has them."""
+    cfg = getattr(model, "config", None)
+    limit = None
+    for attr in ("n_positions", "max_position_embeddings"):
+        value = getattr(cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            limit = value
+            break
+    return min(requested, limit) if limit else requested
+
+
+def _with_lora(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) -> Any:
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError as exc:  # pragma: no cover - peft is an optional dependency
+        raise PointError("LoRA needs peft: pip install 'lensllm-tui[lora]'") from exc
+    task_type = TaskType.SEQ_2_SEQ_LM if spec.kind == "seq2seq" else TaskType.CAUSAL_LM
+    config = LoraConfig(
+        task_type=task_type,
+        r=train_cfg.lora_r,
+        lora_alpha=2 * train_cfg.lora_r,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+    )
+    return get_peft_model(model, config)
