@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import BenchError
 from core.policy.adaptive import AdaptiveConfig
 from core.policy.replay import fixed_budget_cost_fraction, replay, selector_predictor, to_selection
 from core.science.curves import Curve, read_wide_csv
@@ -43,10 +44,6 @@ RECORD_KEYS: tuple[str, ...] = (
     "seconds",
     "cost_fraction",
 )
-
-
-class BenchError(ValueError):
-    """The benchmark cannot run as asked; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from typing import Any
 
 import tomli_w
 
+from core.errors import ConfigError
+
 DEFAULT_SIZES: tuple[int, ...] = (200, 400, 800, 1600)
 """The default ladder: geometric, doubling from 200 samples, as in LensLLM."""
 
@@ -27,10 +29,6 @@ SCHEDULES: tuple[str, ...] = ("halving", "challenger", "compute", "size")
 
 DEFAULT_MODELS: tuple[str, ...] = ("tiny:gpt2-s", "tiny:gpt2-l", "tiny:llama-s", "tiny:llama-l")
 """The built-in tiny zoo (``tiny:`` names resolve through core.training.models)."""
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message is one line for the user."""
 
 
 def _check(cond: bool, msg: str) -> None:

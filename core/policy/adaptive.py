@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.config import SCHEDULES
+from core.errors import AdaptiveError
 from core.science.curves import Curve
 
 STATUSES = ("active", "converged", "exhausted", "eliminated", "failed")
@@ -49,10 +50,6 @@ STATUSES = ("active", "converged", "exhausted", "eliminated", "failed")
 
 class TargetColumnRead(RuntimeError):
     """A policy tried to read a point at or beyond the target size: that is the answer."""
-
-
-class AdaptiveError(ValueError):
-    """The policy cannot run on this input; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

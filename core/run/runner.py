@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from core.config import ConfigError, RunConfig
+from core.config import RunConfig
+from core.errors import ConfigError, one_line
 from core.events import (
     Event,
     LawFitted,
@@ -387,7 +388,7 @@ class _Run:
         try:
             spec = models_mod.resolve_model(name)
         except Exception as exc:
-            yield from self._fail(rec, _reason(exc))
+            yield from self._fail(rec, one_line(exc))
             return
         rec.params = float(spec.params) if spec.params else None
         rec.family = spec.family
@@ -437,7 +438,7 @@ class _Run:
         try:
             return loaded.get()
         except Exception as exc:
-            raise _ModelFailure(_reason(exc)) from exc
+            raise _ModelFailure(one_line(exc)) from exc
 
     def _point(self, rec: ModelRecord, spec: Any, loaded: _Lazy, key: PointKey) -> Iterator[Event]:
         """Train and measure one new point in a worker thread; store it in one transaction."""
@@ -469,7 +470,7 @@ class _Run:
             exc = outcome["error"]
             if isinstance(exc, Cancelled) or self.cancel.is_set():
                 return
-            reason = _reason(exc)
+            reason = one_line(exc)
             yield PointFailed(rec.model, key.size, reason)
             raise _ModelFailure(f"point at size {key.size} failed: {reason}")
         res = outcome["result"]
@@ -516,7 +517,7 @@ class _Run:
 
         yield from _polled(probe, rec.model, -1, self.cancel, self.stop, outcome)
         if "error" in outcome:
-            reason = _reason(outcome["error"])
+            reason = one_line(outcome["error"])
             rec.ntk = {"ok": False, "reason": reason}
             yield NTKComputed(rec.model, 0, math.nan, (), math.nan, 0.0, ok=False, reason=reason)
             return
@@ -526,7 +527,7 @@ class _Run:
             if not all(math.isfinite(x) for x in (*spectrum.eigenvalues, *spectrum.weights)):
                 raise ValueError("the NTK spectrum is not finite")
         except Exception as exc:
-            reason = _reason(exc)
+            reason = one_line(exc)
             rec.ntk = {"ok": False, "reason": reason}
             yield NTKComputed(
                 rec.model, result.n, math.nan, (), math.nan, result.seconds, ok=False, reason=reason
@@ -648,7 +649,7 @@ def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[
             reason = ""
         except Exception as exc:  # a selector problem is a result with a reason, not a crash
             selection = None
-            reason = f"{config.selector} selection failed: {_reason(exc)}"
+            reason = f"{config.selector} selection failed: {one_line(exc)}"
     if selection is None:
         if model is not None:
             yield LawFitted(model=model, law=config.selector, params=(), ok=False, reason=reason)
@@ -764,14 +765,6 @@ def _device(name: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _reason(exc: BaseException) -> str:
-    """One line for a failure: the exception's message, with its type if it is not ours."""
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    if type(exc).__name__.endswith(("ModelError", "DataError", "PointError")):
-        return msg
-    return f"{type(exc).__name__}: {msg}"
 
 
 def _num(value: Any, default: float = float("nan")) -> float:

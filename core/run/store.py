@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.errors import StoreError
+
 SCHEMA_VERSION = 1
 """Bumped whenever the tables change; an older or newer store is refused, not guessed at."""
 
@@ -74,10 +76,6 @@ results.json shows (train.PointResult, StoredPoint and results.PointRecord share
 def measurements(point: Any) -> dict[str, Any]:
     """The ``MEASURED`` fields of any point record, by name, to pass a point along."""
     return {name: getattr(point, name) for name in MEASURED}
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or used; the message is one line for the user."""
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import CurveTableError
 from core.science.spectrum import NTKSpectrum
 
 NAME_COLUMN = "config name"
-
-
-class CurveTableError(ValueError):
-    """A curve table is missing or malformed; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import DataConfig
+from core.errors import DataError, one_line
 from core.training.hub import hub_reachable
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ LOCAL_SUFFIXES = {
     ".parquet": "parquet",
     ".txt": "text",
 }
-
-
-class DataError(ValueError):
-    """The task data cannot be used; the message is one line for the user."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +214,7 @@ def _load_rows(cfg: DataConfig) -> Any:
         try:
             return datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as exc:
-            raise DataError(f"{cfg.source}: cannot read as {builder} ({_one_line(exc)})") from exc
+            raise DataError(f"{cfg.source}: cannot read as {builder} ({one_line(exc)})") from exc
     if path.is_dir() or looks_local:
         raise DataError(f"dataset file not found: {cfg.source}")
     # A hub dataset name: the cache is tried first, the network only when reachable.
@@ -229,7 +226,7 @@ def _load_rows(cfg: DataConfig) -> Any:
                 f"unknown dataset {cfg.source!r}: not a local file and not reachable on the"
                 " Hugging Face hub (offline?)"
             ) from exc
-        raise DataError(f"dataset {cfg.source!r}: {_one_line(exc)}") from exc
+        raise DataError(f"dataset {cfg.source!r}: {one_line(exc)}") from exc
 
 
 def _rows_to_examples(rows: Any, cfg: DataConfig) -> list[Example]:
@@ -255,11 +252,6 @@ def _rows_to_examples(rows: Any, cfg: DataConfig) -> list[Example]:
     if not out:
         raise DataError(f"{cfg.source}: no non-empty examples")
     return out
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- built-in text

@@ -31,18 +31,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from core.errors import Cancelled, PointError
 from core.training.data import IGNORE_INDEX, Encoded, collate
 
 PROGRESS_SECONDS = 0.25
 """Minimum wall time between progress callbacks (never one per step)."""
-
-
-class PointError(RuntimeError):
-    """A point could not be measured (NaN loss, out of memory); one line for the user."""
-
-
-class Cancelled(Exception):
-    """The run's cancel event was set; raised between optimizer steps."""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,8 @@ from typing import Any
 
 import torch
 
+from core.errors import ModelError, one_line
 from core.training.hub import quiet_progress
-
-
-class ModelError(ValueError):
-    """A model cannot be resolved or loaded; the message is one line for the user."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +110,7 @@ def load_model(
         with quiet_progress():
             model = auto.from_pretrained(spec.path, **kwargs)
     except Exception as exc:
-        raise ModelError(f"cannot load {spec.name!r}: {_one_line(exc)}") from exc
+        raise ModelError(f"cannot load {spec.name!r}: {one_line(exc)}") from exc
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -132,18 +129,13 @@ def load_model(
 # --------------------------------------------------------------------------- internals
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
-
-
 def _config_from(path: str, name: str, **kwargs: Any) -> Any:
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(path, **kwargs)
     except Exception as exc:
-        raise ModelError(f"{name}: unreadable model config ({_one_line(exc)})") from exc
+        raise ModelError(f"{name}: unreadable model config ({one_line(exc)})") from exc
 
 
 def _kind(config: Any, name: str) -> str:
@@ -176,7 +168,7 @@ def _hub_config(name: str) -> Any:
     try:
         return AutoConfig.from_pretrained(name)
     except Exception as exc:
-        raise ModelError(f"unknown model {name!r}: {_one_line(exc)}") from exc
+        raise ModelError(f"unknown model {name!r}: {one_line(exc)}") from exc
 
 
 def _local_params(path: Path) -> int | None:

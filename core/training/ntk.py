@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
+from core.errors import NTKError, one_line
 from core.science.spectrum import NTKSpectrum
 
 PATHS = ("auto", "vmap", "backward")
@@ -45,10 +46,6 @@ PROJECTIONS = ("rademacher", "gaussian")
 DEFAULT_MAX_CHUNK_BYTES = 256 * 2**20
 DEFAULT_MAX_BLOCK_BYTES = 64 * 2**20
 DEFAULT_MAX_EXACT_BYTES = 4 * 2**30
-
-
-class NTKError(RuntimeError):
-    """The NTK could not be computed; the message is one line with the reason."""
 
 
 @dataclass(frozen=True)
@@ -324,7 +321,7 @@ def _check_lm(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> None:
     except NTKError:
         raise
     except Exception as exc:
-        raise NTKError(f"forward pass failed: {_one_line(exc)}") from exc
+        raise NTKError(f"forward pass failed: {one_line(exc)}") from exc
     logits = _logits(out)
     labels = row["labels"]
     if int(labels.max()) >= logits.shape[-1]:
@@ -367,8 +364,8 @@ def _gradients(
             raise
         except Exception as exc:
             if path == "vmap":
-                raise NTKError(f"vmap path failed: {_one_line(exc)}") from exc
-            used, reason = "backward", _one_line(exc)
+                raise NTKError(f"vmap path failed: {one_line(exc)}") from exc
+            used, reason = "backward", one_line(exc)
     if first is None:
         first = _backward_chunk(model, inputs, names, slices[0])
     fn = _vmap_chunk if used == "vmap" else _backward_chunk
@@ -626,12 +623,6 @@ try:
     _PAGE = os.sysconf("SC_PAGE_SIZE")
 except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
     _PAGE = 4096
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return f"{type(exc).__name__}: {first}"[:300]
 
 
 def kernel_to_numpy(theta: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,76 @@
+"""Every error the engine raises on purpose, under one base, with one way to say it in a line.
+
+Front ends and the runner decide what to do with a failure by ``isinstance``
+on these classes (bad input exits 2, a failed model is recorded and the run
+goes on), never by matching type names; and every message a user sees goes
+through ``one_line`` so a multi-line library error cannot break a log line or
+a table cell. A leaf module: no numpy, no torch.
+"""
+
+from __future__ import annotations
+
+MAX_LINE = 300
+"""Longest message shown for one failure; library errors can run to pages."""
+
+
+class LensError(Exception):
+    """Base of the engine's own errors: the message is already written for the user."""
+
+    exit_code: int = 2
+    """What a command exits with when this error ends it: 2 means bad input."""
+
+    def one_line(self) -> str:
+        return one_line(self)
+
+
+class ConfigError(LensError, ValueError):
+    """A configuration value is invalid."""
+
+
+class DataError(LensError, ValueError):
+    """The task data cannot be used."""
+
+
+class ModelError(LensError, ValueError):
+    """A model cannot be resolved, loaded, or used as a candidate."""
+
+
+class CurveTableError(LensError, ValueError):
+    """A curve table is missing or malformed."""
+
+
+class BenchError(LensError, ValueError):
+    """The benchmark cannot run as asked."""
+
+
+class AdaptiveError(LensError, ValueError):
+    """The budget-aware policy cannot run on this input."""
+
+
+class StoreError(LensError, RuntimeError):
+    """The run's store cannot be opened or used."""
+
+
+class PointError(LensError, RuntimeError):
+    """A point could not be measured (NaN loss, out of memory): that model fails, the run goes on."""
+
+    exit_code = 1
+
+
+class NTKError(LensError, RuntimeError):
+    """The NTK could not be computed; the law falls back to a free F."""
+
+    exit_code = 1
+
+
+class Cancelled(Exception):
+    """The run's cancel event was set; raised between optimizer steps."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line: ours as written, anything else prefixed by its type."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, LensError):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    text = text or type(exc).__name__
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
