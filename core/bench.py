@@ -54,8 +54,33 @@ class Table:
     curves: tuple[Curve, ...]
 
     @classmethod
-    def read(cls, path: str | Path) -> Table:
-        return cls(Path(path).stem, tuple(read_wide_csv(path)))
+    def read(cls, path: str | Path, name: str | None = None) -> Table:
+        return cls(name or Path(path).stem, tuple(read_wide_csv(path)))
+
+
+def read_tables(paths: Sequence[str | Path]) -> list[Table]:
+    """Read tables named by file stem, or by as much of their path as tells them apart.
+
+    Records are grouped by table name, so two ``flan.csv`` from different folders
+    must not share one: they become ``a/flan`` and ``b/flan``. The same file
+    given twice is refused (its records would count twice).
+    """
+    resolved = [Path(p).resolve() for p in paths]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise BenchError(f"{paths[i]}: the same table is given twice")
+    names = [table_name(r, resolved) for r in resolved]
+    return [Table.read(p, n) for p, n in zip(paths, names, strict=True)]
+
+
+def table_name(path: Path, others: Sequence[Path]) -> str:
+    """``path``'s stem, led by the fewest parent folders that no other path shares."""
+    parts = (*path.parent.parts, path.stem)
+    for k in range(1, len(parts) + 1):
+        tail = parts[-k:]
+        if all((*o.parent.parts, o.stem)[-k:] != tail for o in others if o != path):
+            return "/".join(tail)
+    return str(path)
 
 
 def _none_if_nan(x: float | None) -> float | None:

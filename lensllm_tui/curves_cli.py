@@ -42,18 +42,29 @@ def _ints(value: str, name: str) -> list[int]:
 
 
 def _read_tables(paths: list[Path]) -> list[Table]:
-    from core.bench import Table
-    from core.science.curves import CurveTableError
+    from core.bench import read_tables
+    from core.errors import LensError
 
-    tables = []
-    for p in paths:
-        try:
-            tables.append(Table.read(p))
-        except CurveTableError as exc:
-            raise _fail(str(exc)) from None
-        except ValueError as exc:  # a Curve rejected its own data
-            raise _fail(f"{p}: {exc}") from None
-    return tables
+    try:
+        return read_tables(paths)
+    except LensError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:  # a Curve rejected its own data
+        raise _fail(str(exc)) from None
+
+
+def _check_writable(path: Path) -> None:
+    """One error line now if ``path`` cannot be written (a folder, read-only, missing parent)."""
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        from core.errors import os_error_line
+
+        raise _fail(f"--json {os_error_line(exc, path)}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _pct(x: float | None) -> str:
@@ -93,6 +104,8 @@ def bench(
         check_plan(tables, method_list, budget_list, target)
     except BenchError as exc:
         raise _fail(str(exc)) from None
+    if json_out is not None:
+        _check_writable(json_out)  # before minutes of fitting, not after
     notes: dict[tuple[str, str], str] = {}
 
     per_table = sum(1 if m == ADAPTIVE else len(budget_list) for m in method_list)
