@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -27,7 +28,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -145,7 +146,7 @@ def bench(
     wide = Console(width=max(out.width, 30 + 8 * len(budget_list) + 20))
     for table in tables:
         rt = RichTable(
-            title=f"{table.dataset}: PearCorr / RelAcc (%) at target {target}",
+            title=f"{escape(table.dataset)}: PearCorr / RelAcc (%) at target {target}",
             title_justify="left",
             box=box.SIMPLE_HEAD,
         )
