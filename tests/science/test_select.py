@@ -16,7 +16,7 @@ from core.science.curves import Curve, read_wide_csv
 from core.science.metrics import pearson, rel_acc, rmse_log
 from core.science.selectors import METHODS, ats_transition, select
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 SIZES = (0, *(200 * 2**k for k in range(14)))
 TARGET = SIZES[-1]
 
