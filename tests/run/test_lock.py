@@ -16,7 +16,7 @@ from core.errors import RunDirError
 from core.flock import FileLock
 from core.run.lock import LOCK_NAME, lock_run_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _HOLDER = """
 import sys, time

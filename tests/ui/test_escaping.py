@@ -15,7 +15,7 @@ from core.config import RunConfig
 from core.science.curves import Curve, write_wide_csv
 from lensllm_tui.app import make_app
 from lensllm_tui.cli import app
-from tests.app_helpers import dashboard, settle_dashboard
+from tests.ui.app_helpers import dashboard, settle_dashboard
 
 cli = CliRunner()
 
