@@ -23,7 +23,7 @@ from core.science.metrics import (
 )
 from core.science.selectors import METHODS, ats_transition, select
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 SIZES = (0, *(200 * 2**k for k in range(14)))
 TARGET = SIZES[-1]
 
