@@ -6,7 +6,7 @@ import pytest
 
 from core.science.curves import Curve, CurveTableError, read_wide_csv, write_wide_csv
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/benchmarks not beside the checkout")
