@@ -20,5 +20,8 @@ CONFIG_NAME = "config.toml"
 STORE_NAME = "store.sqlite"
 """The SQLite results store: one row per finished point (core/run/store.py)."""
 
+LOCK_NAME = ".lock"
+"""The lock file inside a run directory (holds the PID of the run that has it)."""
+
 RUNS_DIR = Path("runs")
 """Where a run without an explicit out_dir gets its own timestamped directory."""
