@@ -21,11 +21,13 @@ from lensllm_tui.screens.setup import SetupScreen
 from lensllm_tui.signals import EXIT_CANCELLED, abort_now, on_stop_signals, signal_name
 
 
-def engine_events(config: RunConfig, cancel: threading.Event) -> Iterable[ev.Event]:
+def engine_events(
+    config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+) -> Iterable[ev.Event]:
     """The real engine (imported on use: torch and transformers load with it)."""
     from core.run.runner import run_events
 
-    return run_events(config, cancel)
+    return run_events(config, cancel, pause=pause)
 
 
 def cached_hub_models() -> list[str]:

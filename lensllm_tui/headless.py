@@ -50,7 +50,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.run.records import CURVES_NAME, RESULTS_NAME
+from core.paths import CURVES_NAME, RESULTS_NAME
 from lensllm_tui.signals import stop_on_signals
 
 EXIT_OK = 0
