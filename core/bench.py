@@ -73,8 +73,8 @@ class Table:
     curves: tuple[Curve, ...]
 
     @classmethod
-    def read(cls, path: str | Path) -> Table:
-        return cls(Path(path).stem, tuple(read_wide_csv(path)))
+    def read(cls, path: str | Path, name: str | None = None) -> Table:
+        return cls(name or Path(path).stem, tuple(read_wide_csv(path)))
 
     @property
     def largest_size(self) -> int:
@@ -87,6 +87,31 @@ class Table:
     def target(self, target: int | None) -> int:
         """The target size for this table: ``target`` itself, or its largest size for None."""
         return self.largest_size if target is TARGET_MAX else int(target)
+
+
+def read_tables(paths: Sequence[str | Path]) -> list[Table]:
+    """Read tables named by file stem, or by as much of their path as tells them apart.
+
+    Records are grouped by table name, so two ``flan.csv`` from different folders
+    must not share one: they become ``a/flan`` and ``b/flan``. The same file
+    given twice is refused (its records would count twice).
+    """
+    resolved = [Path(p).resolve() for p in paths]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise BenchError(f"{paths[i]}: the same table is given twice")
+    names = [table_name(r, resolved) for r in resolved]
+    return [Table.read(p, n) for p, n in zip(paths, names, strict=True)]
+
+
+def table_name(path: Path, others: Sequence[Path]) -> str:
+    """``path``'s stem, led by the fewest parent folders that no other path shares."""
+    parts = (*path.parent.parts, path.stem)
+    for k in range(1, len(parts) + 1):
+        tail = parts[-k:]
+        if all((*o.parent.parts, o.stem)[-k:] != tail for o in others if o != path):
+            return "/".join(tail)
+    return str(path)
 
 
 def resolve_budget(budget: Budget, target: int) -> int:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core import __version__
 from core.config import ConfigError, RunConfig
@@ -51,13 +52,13 @@ def _root(
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear error line and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def resume_config(run_dir: Path, config: Path | None, out: Path | None) -> Path:
     """The config.toml of a run directory to reopen; one clear line if it cannot be."""
-    from core.run.records import CONFIG_NAME
+    from core.paths import CONFIG_NAME
 
     if config is not None:
         raise fail("--resume reopens a run with its own config.toml; drop --config")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -27,7 +28,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -42,18 +43,29 @@ def _ints(value: str, name: str) -> list[int]:
 
 
 def _read_tables(paths: list[Path]) -> list[Table]:
-    from core.bench import Table
-    from core.science.curves import CurveTableError
+    from core.bench import read_tables
+    from core.errors import LensError
 
-    tables = []
-    for p in paths:
-        try:
-            tables.append(Table.read(p))
-        except CurveTableError as exc:
-            raise _fail(str(exc)) from None
-        except ValueError as exc:  # a Curve rejected its own data
-            raise _fail(f"{p}: {exc}") from None
-    return tables
+    try:
+        return read_tables(paths)
+    except LensError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:  # a Curve rejected its own data
+        raise _fail(str(exc)) from None
+
+
+def _check_writable(path: Path) -> None:
+    """One error line now if ``path`` cannot be written (a folder, read-only, missing parent)."""
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        from core.errors import os_error_line
+
+        raise _fail(f"--json {os_error_line(exc, path)}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _pct(x: float | None) -> str:
@@ -141,13 +153,16 @@ def bench(
         check_plan(tables, method_list, budget_list, tgt)
     except BenchError as exc:
         raise _fail(str(exc)) from None
+    if json_out is not None:
+        _check_writable(json_out)  # before minutes of fitting, not after
     records, notes = _run_with_progress(tables, method_list, budget_list, tgt, seed)
     fixed = [m for m in method_list if m != ADAPTIVE]
     for table in tables:
         mine = [r for r in records if r["dataset"] == table.dataset]
         if fixed:  # no empty grid for an adaptive-only run
             _print_grid(
-                f"{table.dataset}: PearCorr / RelAcc / coverage (%) at target {table.target(tgt)}",
+                f"{escape(table.dataset)}: PearCorr / RelAcc / coverage (%) at target "
+                f"{table.target(tgt)}",
                 mine,
                 fixed,
                 budget_list,

@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,7 +48,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.run.records import CURVES_NAME, RESULTS_NAME
+from core.paths import CURVES_NAME, RESULTS_NAME
 from lensllm_tui.view import ModelView, RunView
 
 EXIT_OK = 0
@@ -69,7 +70,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
 
         events = run_events(config, cancel)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
     with _ctrl_c_sets(cancel, err):
         view = ConsoleView(console)
@@ -79,7 +80,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             if not _is_input_error(exc):
                 raise
             view.close()
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             return EXIT_BAD_INPUT
         finally:
             view.close()
@@ -173,53 +174,58 @@ class ConsoleView:
     def _started(self, ev: RunStarted) -> None:
         self.line(
             f"run: {len(ev.models)} models x sizes 0,{','.join(map(str, ev.sizes))} "
-            f"-> target {ev.target} on {ev.dataset!r}; results in {ev.out_dir}"
+            f"-> target {ev.target} on {escape(repr(ev.dataset))}; "
+            f"results in {escape(ev.out_dir)}"
         )
         for w in ev.warnings:
-            self.line(f"[yellow]warning:[/] {w}")
+            self.line(f"[yellow]warning:[/] {escape(w)}")
         self.overall = self.progress.add_task("all points", total=ev.total_points)
         for m in ev.models:
-            self.per_model[m] = self.progress.add_task(f"  {m}", total=self.view.model(m).planned)
+            task = self.progress.add_task(f"  {escape(m)}", total=self.view.model(m).planned)
+            self.per_model[m] = task
 
     def _finished_point(self, ev: PointFinished) -> None:
         v = self.view
         how = "reused" if ev.reused else f"{ev.seconds:6.1f}s"
         self.line(
-            f"[{v.settled_points}/{v.total_points}] {ev.model:<16} size {ev.size:>6}  "
+            f"[{v.settled_points}/{v.total_points}] {escape(f'{ev.model:<16}')} size {ev.size:>6}  "
             f"loss {ev.loss:.4f}  {ev.flops:.2e} FLOPs  {how}"
         )
 
     def _failed_point(self, ev: PointFailed) -> None:
-        self.line(f"[red]point failed[/] {ev.model} size {ev.size}: {ev.reason}")
+        self.line(f"[red]point failed[/] {escape(ev.model)} size {ev.size}: {escape(ev.reason)}")
 
     def _failed_model(self, ev: ModelFailed) -> None:
         self._mark(ev.model, "[red](failed)[/]")
-        self.line(f"[red]model failed[/] {ev.model}: {ev.reason}")
+        self.line(f"[red]model failed[/] {escape(ev.model)}: {escape(ev.reason)}")
 
     def _eliminated(self, ev: ModelEliminated) -> None:
         self._mark(ev.model, "[yellow](eliminated)[/]")
         self.line(
-            f"[yellow]eliminated[/] {ev.model}: {ev.reason}; saves {ev.compute_saved:.2e} "
+            f"[yellow]eliminated[/] {escape(ev.model)}: {escape(ev.reason)}; "
+            f"saves {ev.compute_saved:.2e} "
             f"FLOPs ({self.view.compute_saved:.2e} saved so far)"
         )
 
     def _policy(self, ev: PolicyStopped) -> None:
-        self.line(f"[bold]adaptive policy stopped:[/] {ev.summary()}")
+        self.line(f"[bold]adaptive policy stopped:[/] {escape(ev.summary())}")
 
     def _ntk(self, ev: NTKComputed) -> None:
         if ev.ok:
             self.line(
-                f"ntk {ev.model}: trace {ev.trace:.3g}, top "
+                f"ntk {escape(ev.model)}: trace {ev.trace:.3g}, top "
                 f"{', '.join(f'{x:.3g}' for x in ev.top_eigenvalues[:3])}, "
                 f"effective rank {ev.effective_rank:.2f} ({ev.seconds:.1f}s)"
             )
         else:
-            self.line(f"[yellow]ntk {ev.model} failed:[/] {ev.reason} (law uses F free)")
+            self.line(
+                f"[yellow]ntk {escape(ev.model)} failed:[/] {escape(ev.reason)} (law uses F free)"
+            )
 
     def _cancelled(self, ev: RunCancelled) -> int:
         self.progress.stop()
         self.line(
-            f"[yellow]cancelled:[/] {ev.kept} finished points kept in {ev.out_dir}; "
+            f"[yellow]cancelled:[/] {ev.kept} finished points kept in {escape(ev.out_dir)}; "
             "rerun with the same --out to resume"
         )
         return EXIT_CANCELLED
@@ -229,7 +235,7 @@ class ConsoleView:
         self.progress.stop()
         self._summary(ev)
         if ev.failed:
-            names = "; ".join(f"{m} ({r})" for m, r in ev.failed)
+            names = escape("; ".join(f"{m} ({r})" for m, r in ev.failed))
             self.console.print(
                 f"[bold red]{len(ev.failed)} model(s) failed:[/] {names}", highlight=False
             )
@@ -239,7 +245,7 @@ class ConsoleView:
     def _mark(self, model: str, note: str) -> None:
         task = self.per_model.get(model)
         if task is not None:
-            self.progress.update(task, description=f"  {model} {note}")
+            self.progress.update(task, description=f"  {escape(model)} {note}")
 
     def _bars(self) -> None:
         """The bars as the view counts: settled of total, the current point's steps in it."""
@@ -264,7 +270,7 @@ class ConsoleView:
         c.print()
         c.print(ranking_table(v))
         if (note := self._early_leader_note()) is not None:
-            c.print(note, highlight=False)
+            c.print(escape(note), highlight=False)
         if ntk := {m.name: m.ntk for m in v.models.values() if m.ntk is not None}:
             c.print(ntk_table(ntk))
         c.print(
@@ -272,17 +278,17 @@ class ConsoleView:
             highlight=False,
         )
         if v.stopped is not None:
-            c.print(f"adaptive policy: {v.policy}", highlight=False)
+            c.print(f"adaptive policy: {escape(v.policy)}", highlight=False)
             for model, reason in v.stopped.eliminated:
-                c.print(f"  eliminated {model}: {reason}", highlight=False)
+                c.print(f"  eliminated {escape(model)}: {escape(reason)}", highlight=False)
         elif v.compute_saved > 0:
             c.print(
                 f"adaptive policy: eliminations saved {v.compute_saved:.2e} FLOPs of ladder compute",
                 highlight=False,
             )
         out = Path(ev.out_dir)
-        c.print(f"results: {out / RESULTS_NAME}", highlight=False)
-        c.print(f"curves:  {out / CURVES_NAME}", highlight=False)
+        c.print(f"results: {escape(str(out / RESULTS_NAME))}", highlight=False)
+        c.print(f"curves:  {escape(str(out / CURVES_NAME))}", highlight=False)
 
     def _early_leader_note(self) -> str | None:
         """Who leads at the smallest ladder size against who is predicted to win."""
@@ -345,12 +351,12 @@ def ranking_table(view: RunView) -> Table:
             note = "eliminated" + (f"; {note}" if note else "")
         t.add_row(
             str(e.rank),
-            e.model,
+            escape(e.model),
             _fmt(e.predicted_target),
             interval,
             tr,
             str(len(m.points)),
-            note,
+            escape(note),
         )
     return t
 
@@ -366,7 +372,7 @@ def ntk_table(ntk: dict[str, NTKComputed]) -> Table:
     for m, ev in ntk.items():
         if ev.ok:
             top = ", ".join(f"{x:.3g}" for x in ev.top_eigenvalues[:3])
-            t.add_row(m, str(ev.n), f"{ev.trace:.3g}", top, f"{ev.effective_rank:.2f}")
+            t.add_row(escape(m), str(ev.n), f"{ev.trace:.3g}", top, f"{ev.effective_rank:.2f}")
         else:
-            t.add_row(m, str(ev.n), "-", f"failed: {ev.reason}", "-")
+            t.add_row(escape(m), str(ev.n), "-", f"failed: {escape(ev.reason)}", "-")
     return t

@@ -283,3 +283,32 @@ def test_fit_reports_per_model_failures_and_bad_input(table_csv: Path, tmp_path:
     assert "must be above the budget" in line
     line = _one_error_line(runner.invoke(app, ["fit", str(table_csv), "--method", "oracle"]))
     assert "unknown method" in line
+
+
+def test_tables_sharing_a_file_stem_are_kept_apart(tmp_path: Path) -> None:
+    """Two flan.csv from different folders: two names, each with its own numbers."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "flan.csv", tmp_path / "b" / "flan.csv"
+    write_wide_csv(first, synthetic(4))
+    write_wide_csv(second, list(reversed(synthetic(5)))[:3])
+    out = tmp_path / "bench.json"
+    args = ["bench", str(first), str(second), "--target", str(TARGET), "--budgets", "12800"]
+    result = runner.invoke(app, [*args, "--methods", "zeroshot", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "a/flan:" in result.output and "b/flan:" in result.output
+    recs = json.loads(out.read_text())
+    assert [r["dataset"] for r in recs] == ["a/flan", "b/flan"]
+    again = _one_error_line(runner.invoke(app, [*args, str(first)]))
+    assert "the same table is given twice" in again
+
+
+def test_bench_json_is_checked_before_any_fitting(table_csv: Path, tmp_path: Path) -> None:
+    for bad, reason in (
+        (tmp_path, "Is a directory"),
+        (tmp_path / "no-such-dir" / "b.json", "No such file or directory"),
+    ):
+        args = ["bench", str(table_csv), "--target", str(TARGET), "--budgets", "3200"]
+        args += ["--json", str(bad)]
+        line = _one_error_line(runner.invoke(app, args))
+        assert line.startswith(f"error: --json {bad}") and reason in line, line

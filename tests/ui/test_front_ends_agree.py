@@ -76,10 +76,11 @@ def dashboard_shows(stream: list[ev.Event], config: RunConfig, finished: bool = 
     """The real app on ``stream``; without a terminal event the source then holds the run open."""
     got: list[Shown] = []
 
-    def source(cfg: RunConfig, cancel: threading.Event | None = None) -> Iterator[ev.Event]:
+    def source(
+        cfg: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+    ) -> Iterator[ev.Event]:
         yield from stream
-        if cancel is not None:
-            cancel.wait()
+        cancel.wait()
 
     async def go() -> None:
         app = make_app(config, event_source=source, hub_models=lambda: [], autostart=True)
