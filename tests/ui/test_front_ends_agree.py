@@ -138,7 +138,13 @@ def _point(model: str, size: int, index: int, **kw: object) -> list[ev.Event]:
     loss = 3.0 - size / 1000
     return [
         ev.PointStarted(model, size, index, 12, time=float(index)),
-        ev.PointFinished(model, size, loss, 1e9 * size, 0.5, time=index + 0.5, **kw),  # type: ignore[arg-type]
+        ev.PointFinished(
+            model,
+            size,
+            ev.PointMeasurements(loss, 1e9 * size, 0.5),
+            time=index + 0.5,
+            **kw,  # type: ignore[arg-type]
+        ),
     ]
 
 
