@@ -141,8 +141,10 @@ def load_task(cfg: DataConfig) -> TaskData:
     if cfg.source == "builtin":
         examples = builtin_examples(cfg.format)
     else:
-        rows = _load_rows(cfg)
-        examples = _rows_to_examples(rows, cfg)
+        try:
+            examples = _rows_to_examples(_load_rows(cfg), cfg)
+        except UnicodeDecodeError as exc:  # raised lazily, by datasets' Arrow string columns
+            raise DataError(_not_utf8(cfg.source, exc)) from None
     examples = _dedupe(examples)
     held_out = cfg.validation_size + cfg.test_size
     if len(examples) <= held_out:
@@ -195,6 +197,25 @@ def _dedupe(examples: Sequence[Example]) -> list[Example]:
             seen.add(ex)
             out.append(ex)
     return out
+
+
+def _not_utf8(source: str, exc: UnicodeDecodeError) -> str:
+    """Which line of a local text file is not UTF-8, read line by line (bounded memory)."""
+    path = Path(source).expanduser()
+    try:
+        with path.open("rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    byte = line[bad.start]
+                    return (
+                        f"{source}:{number}: not UTF-8 text (byte 0x{byte:02x} at column "
+                        f"{bad.start + 1}); save the file as UTF-8"
+                    )
+    except OSError:
+        pass
+    return f"{source}: not UTF-8 text ({one_line(exc)}); save the file as UTF-8"
 
 
 def _load_rows(cfg: DataConfig) -> Any:
