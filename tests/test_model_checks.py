@@ -195,3 +195,33 @@ def test_a_model_too_big_for_the_device_is_refused(zoo_cache: Path) -> None:
     huge = dataclasses.replace(spec, params=10**15)
     with pytest.raises(ModelError, match="GiB"):
         check_fits(huge, "cpu", lora=False)
+
+
+def test_models_command_describes_cached_models(
+    zoo_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.console import Console
+
+    from lensllm_tui.models_cmd import list_models
+
+    hub = tmp_path / "hub"
+    put_in_cache(
+        hub, "lens-test/llama-s", Path(resolve_model("tiny:llama-s", cache_dir=zoo_cache).path)
+    )
+    put_in_cache(hub, "lens-test/bert", _bert(tmp_path))
+    gguf = tmp_path / "gguf"
+    gguf.mkdir()
+    (gguf / "model.gguf").write_bytes(b"GGUF")
+    put_in_cache(hub, "lens-test/only-gguf", gguf)
+    use_cache(monkeypatch, hub)
+    monkeypatch.setenv("LENSLLM_TUI_CACHE", str(zoo_cache))
+    console = Console(record=True, width=200)
+    assert list_models(console) == 0
+    out = console.export_text()
+    llama = next(line for line in out.splitlines() if "lens-test/llama-s" in line)
+    params = resolve_model("tiny:llama-s", cache_dir=zoo_cache).params
+    assert "causal" in llama and f"{params:,}" in llama and "float32" in llama and "kB" in llama
+    bert = next(line for line in out.splitlines() if "lens-test/bert" in line)
+    assert "not usable" in bert and "encoder-only" in bert
+    assert "tiny:gpt2-s" in out and "tiny:t5-s" in out and "seq2seq" in out
+    assert "left out 1 cached repo(s)" in out and "lens-test/only-gguf" in out
