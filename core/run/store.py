@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import StoreError
+from core.errors import StoreError, one_line
 
 SCHEMA_VERSION = 1
 """Bumped whenever the tables change; an older or newer store is refused, not guessed at."""
@@ -129,6 +129,14 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._open()
+        except BaseException:
+            if (db := getattr(self, "_db", None)) is not None:
+                db.close()
+            raise
+
+    def _open(self) -> None:
+        with self._guard("open"):
             # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE),
             # so a point's row is committed exactly when we say and never implicitly.
             # check_same_thread=False: the store is used by one thread at a time, but
@@ -144,12 +152,60 @@ class Store:
                     f"{self.path}: store schema version {version}, this program reads "
                     f"version {SCHEMA_VERSION}; use a new output directory"
                 )
+            # A damaged page would otherwise surface mid-run, after results.json was
+            # touched; quick_check reads every page once (milliseconds for a run's store).
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
             with self._transaction():
                 for statement in _SCHEMA:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._check_columns()
+
+    def _check_columns(self) -> None:
+        """Refuse tables that exist under our names but hold other columns."""
+        for table, statement in zip(("points", "spectra"), _SCHEMA, strict=True):
+            have = [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+            want = _columns(statement)
+            if have != want:
+                raise StoreError(
+                    f"{self.path}: table {table!r} has columns {', '.join(have)}, not the "
+                    f"store's ({', '.join(want)}); not a lensllm-tui store of this version, "
+                    "use a new output directory"
+                )
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn SQLite's and a bad row's exceptions into one ``StoreError`` line that says what to do."""
+        try:
+            yield
+        except StoreError:
+            raise
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable results store ({exc})") from None
+            raise StoreError(self._explain(exc, doing)) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # a row that is not ours
+            raise StoreError(
+                f"{self.path}: a stored row is not valid ({one_line(exc)}); the store was "
+                "written by something else: move it aside and rerun to recompute its points"
+            ) from None
+
+    def _explain(self, exc: sqlite3.DatabaseError, doing: str) -> str:
+        code = getattr(exc, "sqlite_errorcode", None)
+        what = " ".join(str(exc).replace("*", "").split())
+        if code == sqlite3.SQLITE_FULL:
+            return (
+                f"{self.path}: disk full while the store was being written; finished points "
+                "are kept: free some space and rerun with the same --out to resume"
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            return f"{self.path}: read-only; the run directory must be writable"
+        if doing == "open" and code == sqlite3.SQLITE_NOTADB:
+            return f"{self.path}: not a usable results store ({what}); use a new output directory"
+        return (
+            f"{self.path}: the results store is damaged ({what}); move it aside and rerun to "
+            "recompute its points (sqlite3's .recover may save them); results.json is kept"
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -177,6 +233,10 @@ class Store:
     # -- points ---------------------------------------------------------------
 
     def get_point(self, key: PointKey) -> StoredPoint | None:
+        with self._guard("read"):
+            return self._get_point(key)
+
+    def _get_point(self, key: PointKey) -> StoredPoint | None:
         row = self._db.execute(
             "SELECT * FROM points WHERE model=? AND fingerprint=? AND size=? AND seed=? "
             "AND hparams_hash=?",
@@ -212,12 +272,16 @@ class Store:
             json.dumps(dict(hparams), sort_keys=True, default=str),
             time.time(),
         )
-        with self._transaction() as db:
+        with self._guard("write"), self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
         return _point(row)  # read back as a stored row would be
 
     def points(self, model: str | None = None) -> list[StoredPoint]:
         """All stored points (of one model if given), by model then size."""
+        with self._guard("read"):
+            return self._points(model)
+
+    def _points(self, model: str | None) -> list[StoredPoint]:
         if model is None:
             rows = self._db.execute("SELECT * FROM points ORDER BY model, size, created")
         else:
@@ -229,6 +293,12 @@ class Store:
     # -- NTK spectra ----------------------------------------------------------
 
     def get_spectrum(
+        self, model: str, fingerprint: str, settings: Mapping[str, Any]
+    ) -> StoredSpectrum | None:
+        with self._guard("read"):
+            return self._get_spectrum(model, fingerprint, settings)
+
+    def _get_spectrum(
         self, model: str, fingerprint: str, settings: Mapping[str, Any]
     ) -> StoredSpectrum | None:
         row = self._db.execute(
@@ -251,7 +321,7 @@ class Store:
         summary: Mapping[str, Any],
     ) -> None:
         """Record a model's NTK spectrum in one transaction."""
-        with self._transaction() as db:
+        with self._guard("write"), self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO spectra VALUES (?,?,?,?,?,?,?)",
                 (
@@ -268,6 +338,16 @@ class Store:
     def integrity_ok(self) -> bool:
         """SQLite's own full consistency check (used by the crash tests)."""
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _columns(statement: str) -> list[str]:
+    """The column names of a ``CREATE TABLE`` statement of ``_SCHEMA``, in order."""
+    body = statement[statement.index("(") + 1 :]
+    return [
+        line.split()[0]
+        for line in body.splitlines()
+        if line.strip() and line.startswith("    ") and not line.strip().startswith("PRIMARY")
+    ]
 
 
 def _point(row: tuple[Any, ...]) -> StoredPoint:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -66,7 +67,8 @@ class ConfirmQuit(ModalScreen[bool]):
         with Vertical(id="confirm"):
             yield Label("A run is in progress. Quit now?")
             yield Label(
-                f"The current point stops; finished points are already saved in {self.out_dir}."
+                f"The current point stops; finished points are already saved in "
+                f"{escape(self.out_dir)}."
             )
             with Horizontal(id="confirm-buttons"):
                 yield Button("Quit (y)", id="yes", variant="error")
@@ -187,7 +189,7 @@ class DashboardScreen(Screen):
             self.state.phase = "error"
             self.state.message = text
             log.add(f"engine error: {text}", "bold red", self._at())
-            self.notify(text, title="engine error", severity="error", timeout=10)
+            self.notify(escape(text), title="engine error", severity="error", timeout=10)
             self._dirty = True
             self._flush()
         elif message.state == WorkerState.SUCCESS and not self._terminal_seen:
@@ -279,7 +281,7 @@ class DashboardScreen(Screen):
             elif gone:
                 saved = sum(m.compute_saved for m in gone)
                 lines.append(f"compute saved so far: {saved:.2e} FLOPs")
-            failures.update("\n".join(lines))
+            failures.update("\n".join(escape(line) for line in lines))  # names, reasons: user text
             failures.display = bool(lines)
 
     def _status_text(self) -> str:
@@ -297,17 +299,20 @@ class DashboardScreen(Screen):
             best = st.ordered()[0] if st.ranking else None
             tail = f" in {_duration(st.elapsed)}"
             if best is not None:
-                tail += f" · best [b]{best.name}[/] (pred. {best.predicted:.3f})"
-            return f"{head}{tail} · results in {st.out_dir}"
+                tail += f" · best [b]{escape(best.name)}[/] (pred. {best.predicted:.3f})"
+            return f"{head}{tail} · results in {escape(st.out_dir)}"
         if st.phase == "cancelled":
             kept = st.kept if st.kept is not None else st.done_points
-            return f"{head} · {kept} finished points kept in {st.out_dir}; the rest was not trained"
+            return (
+                f"{head} · {kept} finished points kept in {escape(st.out_dir)}; "
+                "the rest was not trained"
+            )
         if st.phase == "error":
-            return f"{head} {st.message} · n: back to setup"
+            return f"{head} {escape(st.message)} · n: back to setup"
         ladder = f"{st.sizes[0]}–{st.sizes[-1]}" if st.sizes else "—"
         return (
             f"{head} · {len(st.models)} models · ladder {ladder} → target {st.target}"
-            f" · {st.dataset or self.config.data.source}"
+            f" · {escape(st.dataset or self.config.data.source)}"
         )
 
     def _eta_text(self) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from core.run.store import SCHEMA_VERSION, PointKey, Store, StoreError, settings_hash
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _put(store: Store, key: PointKey, loss: float = 2.5) -> None:

@@ -22,7 +22,7 @@ from lensllm_tui.messages import EngineEvent, ProgressTick
 from lensllm_tui.screens.setup import SetupScreen
 from lensllm_tui.synthetic import loss_at, synthetic_events
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
-from tests.app_helpers import dashboard, settle_dashboard, wait_for
+from tests.ui.app_helpers import dashboard, settle_dashboard, wait_for
 
 MODELS = ["tiny:gpt2-s", "tiny:gpt2-l", "tiny:llama-s"]
 

@@ -26,7 +26,7 @@ from lensllm_tui.headless import _View
 from lensllm_tui.state import RunState
 from lensllm_tui.widgets import EventLog
 from lensllm_tui.widgets.event_log import describe
-from tests.app_helpers import dashboard, settle_dashboard
+from tests.ui.app_helpers import dashboard, settle_dashboard
 
 STREAM = [
     RunStarted(("a", "b", "c"), (200, 400), 1600, "/tmp/run", "builtin", 9),
