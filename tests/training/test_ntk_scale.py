@@ -10,7 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from core.training.ntk import AUTO_SKETCH_DIM, auto_projection, empirical_ntk, probe_ntk
-from tests.test_ntk import causal_batch, rel_err
+from tests.training.test_ntk import causal_batch, rel_err
 
 
 def _llama(hidden: int = 16, layers: int = 2, vocab: int = 64) -> torch.nn.Module:

@@ -17,7 +17,7 @@ from core.training.models import (
     load_model,
     resolve_model,
 )
-from tests.hub_cache import put_in_cache, use_cache
+from tests.training.hub_cache import put_in_cache, use_cache
 
 
 def _bert(tmp_path: Path, **kw: object) -> Path:
