@@ -52,7 +52,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.run.records import CURVES_NAME, RESULTS_NAME
+from core.paths import CURVES_NAME, RESULTS_NAME
 
 EXIT_OK = 0
 EXIT_MODEL_FAILED = 1

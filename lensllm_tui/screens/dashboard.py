@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from rich.markup import escape
 from textual import on, work
@@ -30,8 +30,18 @@ from lensllm_tui.state import RunState
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
 
-EventSource = Callable[[RunConfig, threading.Event], Iterable[ev.Event]]
-"""What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests."""
+
+class EventSource(Protocol):
+    """What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests.
+
+    While ``pause`` is set the source holds its work (the engine: training stops at
+    its next step); ``cancel`` ends it.
+    """
+
+    def __call__(
+        self, config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+    ) -> Iterable[ev.Event]: ...
+
 
 REDRAW_SECONDS = 0.25
 WIDE = 120
@@ -108,6 +118,8 @@ class DashboardScreen(Screen):
         self.events_seen: list[ev.Event] = []
         self._resume = threading.Event()
         self._resume.set()
+        self._pause = threading.Event()
+        """Set while paused: handed to the engine, whose training holds at its next step."""
         self._lock = threading.Lock()
         self._latest: ev.PointProgress | None = None
         self._tick_pending = False
@@ -150,13 +162,13 @@ class DashboardScreen(Screen):
         """Iterate the engine in this thread; everything leaves as a message."""
         worker = get_current_worker()
         cancel = worker.cancelled_event
-        events = iter(self.source(self.config, cancel))
+        events = iter(self.source(self.config, cancel, pause=self._pause))
         count = 0
         try:
             for event in events:
                 count += 1
-                # Pausing here holds the generator at its yield, so training
-                # itself waits (within about one progress interval).
+                # The engine holds training on self._pause; holding the generator
+                # here as well keeps the events already made until resume.
                 while not self._resume.wait(0.1):
                     if cancel.is_set():
                         break
@@ -340,10 +352,12 @@ class DashboardScreen(Screen):
     def action_pause(self) -> None:
         st = self.state
         if st.phase == "running":
+            self._pause.set()
             self._resume.clear()
             st.phase = "paused"
             self.query_one(EventLog).add("paused: training holds at its next step", "", self._at())
         elif st.phase == "paused":
+            self._pause.clear()
             self._resume.set()
             st.phase = "running"
             self.query_one(EventLog).add("resumed", "", self._at())
@@ -356,6 +370,7 @@ class DashboardScreen(Screen):
             self.notify("no run in progress", timeout=3)
             return
         self.worker.cancel()
+        self._pause.clear()
         self._resume.set()
         st.phase = "cancelling"
         self.query_one(EventLog).add(
@@ -392,6 +407,7 @@ class DashboardScreen(Screen):
             if yes:
                 if self.worker is not None:
                     self.worker.cancel()
+                self._pause.clear()
                 self._resume.set()
                 self.app.exit()
 
