@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from core.config import ConfigError, RunConfig
+from core.errors import LensError
 from core.events import (
     Event,
     ModelEliminated,
@@ -75,22 +76,12 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
         view = ConsoleView(console)
         try:
             return view.consume(events)
-        except Exception as exc:
-            if not _is_input_error(exc):
-                raise
+        except LensError as exc:  # run-level: config, data, store, run directory, disk full
             view.close()
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            return EXIT_BAD_INPUT
+            err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False)
+            return exc.exit_code
         finally:
             view.close()
-
-
-def _is_input_error(exc: Exception) -> bool:
-    """Run-level input problems (config, dataset, store) that end the run with one line."""
-    from core.run.store import StoreError
-    from core.training.data import DataError
-
-    return isinstance(exc, ConfigError | DataError | StoreError)
 
 
 class ConsoleView:

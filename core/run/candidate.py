@@ -148,7 +148,7 @@ class Measurer:
                 return
             reason = one_line(outcome.error)
             yield PointFailed(name, size, reason)
-            raise ModelFailure(f"point at size {size} failed: {reason}")
+            raise ModelFailure(f"point at size {size} failed: {reason}") from outcome.error
         assert outcome.result is not None
         stored = self.store.put_point(self.key(name, size), outcome.result)
         self.computed += 1
