@@ -63,5 +63,7 @@ def test_non_numeric_loss_is_one_line_not_a_value_error(tmp_path: Path) -> None:
     db.execute("UPDATE points SET loss='abc'")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="a stored row is not valid .m at size 0: loss is 'abc'"):
+    with pytest.raises(
+        StoreError, match=r"a stored row is not valid \(m at size 0: loss is 'abc'\)"
+    ):
         Store(path)
