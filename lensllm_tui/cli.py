@@ -112,6 +112,7 @@ def build_config(
     gamma: float | None = None,
     tau: int | None = None,
     schedule: str | None = None,
+    data: dict[str, str | None] | None = None,
 ) -> RunConfig:
     """Merge a TOML config (if given) with command-line overrides into one RunConfig."""
     try:
@@ -122,6 +123,9 @@ def build_config(
             raw["data"]["source"] = dataset
         if data_format is not None:
             raw["data"]["format"] = data_format
+        for key, value in (data or {}).items():
+            if value is not None:
+                raw["data"][key] = value
         if (s := _int_list(sizes, "--sizes")) is not None:
             raw["sizes"] = s
         if target is not None:
@@ -163,12 +167,32 @@ def run(
     dataset: Annotated[
         str | None,
         typer.Option(
-            help="'builtin', a local .jsonl/.csv/.parquet/.txt file, or a hub dataset name."
+            help="'builtin', a local .jsonl/.json/.csv/.tsv/.parquet/.txt file (also .gz), a "
+            "save_to_disk folder, or a hub dataset name."
         ),
     ] = None,
     data_format: Annotated[
         str | None,
-        typer.Option("--format", help="'text' or 'prompt_completion' (loss on completions only)."),
+        typer.Option(
+            "--format",
+            help="'text', 'prompt_completion' (loss on completions only), 'messages' (chat, "
+            "loss on assistant turns), 'alpaca' or 'auto' (from the columns).",
+        ),
+    ] = None,
+    text_column: Annotated[
+        str | None, typer.Option(help="Column holding the text (format 'text'; default 'text').")
+    ] = None,
+    sample_by: Annotated[
+        str | None,
+        typer.Option(help="A .txt file's examples: 'line' (default), 'paragraph' or 'document'."),
+    ] = None,
+    test_file: Annotated[
+        Path | None,
+        typer.Option(help="Your own test examples (same format); used as given, never trained on."),
+    ] = None,
+    validation_file: Annotated[
+        Path | None,
+        typer.Option(help="Your own validation examples (same format); used as given."),
     ] = None,
     sizes: Annotated[
         str | None, typer.Option(help="Comma-separated ladder of subset sizes, e.g. 200,400,800.")
@@ -249,6 +273,12 @@ def run(
         gamma=gamma,
         tau=tau,
         schedule=schedule,
+        data={
+            "text_column": text_column,
+            "sample_by": sample_by,
+            "test_file": str(test_file) if test_file else None,
+            "validation_file": str(validation_file) if validation_file else None,
+        },
     )
     if no_ui:
         from lensllm_tui.headless import run_headless

@@ -58,6 +58,8 @@ class ModelRecord:
     ntk: dict[str, Any] | None = None
     spectrum: NTKSpectrum | None = None
     failed: str | None = None
+    data: dict[str, Any] | None = None
+    """How the task encodes for this model: examples cut at max_length, chat template."""
 
     def add_point(self, point: PointRecord) -> None:
         self.points = [p for p in self.points if p.size != point.size]
@@ -116,6 +118,7 @@ class RunRecord:
                         "transition": m.transition,
                         "prediction": m.prediction,
                         "ntk": m.ntk,
+                        "data": m.data,
                         # Full spectrum (eigenvalues, weights (u_k . r0)^2) so the
                         # NTK-informed law can be refitted from results.json alone.
                         "spectrum": m.spectrum.to_dict() if m.spectrum is not None else None,
