@@ -20,11 +20,13 @@ from lensllm_tui.screens.dashboard import DashboardScreen, EventSource
 from lensllm_tui.screens.setup import SetupScreen
 
 
-def engine_events(config: RunConfig, cancel: threading.Event) -> Iterable[ev.Event]:
+def engine_events(
+    config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+) -> Iterable[ev.Event]:
     """The real engine (imported on use: torch and transformers load with it)."""
     from core.run.runner import run_events
 
-    return run_events(config, cancel)
+    return run_events(config, cancel, pause=pause)
 
 
 def cached_hub_models() -> list[str]:

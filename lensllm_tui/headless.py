@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -51,7 +52,7 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.run.records import CURVES_NAME, RESULTS_NAME
+from core.paths import CURVES_NAME, RESULTS_NAME
 
 EXIT_OK = 0
 EXIT_MODEL_FAILED = 1
@@ -72,7 +73,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
 
         events = run_events(config, cancel)
     except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
     with _ctrl_c_sets(cancel, err):
         view = _View(console)
@@ -82,7 +83,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             if not _is_input_error(exc):
                 raise
             view.close()
-            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             return EXIT_BAD_INPUT
         finally:
             view.close()
@@ -180,13 +181,14 @@ class _View:
             per_model = ev.total_points // max(len(ev.models), 1)
             self.line(
                 f"run: {len(ev.models)} models x sizes 0,{','.join(map(str, ev.sizes))} "
-                f"-> target {ev.target} on {ev.dataset!r}; results in {ev.out_dir}"
+                f"-> target {ev.target} on {escape(repr(ev.dataset))}; "
+                f"results in {escape(ev.out_dir)}"
             )
             for w in ev.warnings:
-                self.line(f"[yellow]warning:[/] {w}")
+                self.line(f"[yellow]warning:[/] {escape(w)}")
             self.overall = self.progress.add_task("all points", total=ev.total_points)
             for m in ev.models:
-                self.per_model[m] = self.progress.add_task(f"  {m}", total=per_model)
+                self.per_model[m] = self.progress.add_task(f"  {escape(m)}", total=per_model)
                 self.done[m] = 0
                 self.points[m] = []
         elif isinstance(ev, PointStarted):
@@ -201,26 +203,31 @@ class _View:
             self.losses[(ev.model, ev.size)] = ev.loss
             how = "reused" if ev.reused else f"{ev.seconds:6.1f}s"
             self.line(
-                f"[{self.finished_points}/{self.total}] {ev.model:<16} size {ev.size:>6}  "
+                f"[{self.finished_points}/{self.total}] {escape(f'{ev.model:<16}')} size {ev.size:>6}  "
                 f"loss {ev.loss:.4f}  {ev.flops:.2e} FLOPs  {how}"
             )
         elif isinstance(ev, PointFailed):
-            self.line(f"[red]point failed[/] {ev.model} size {ev.size}: {ev.reason}")
+            self.line(
+                f"[red]point failed[/] {escape(ev.model)} size {ev.size}: {escape(ev.reason)}"
+            )
         elif isinstance(ev, ModelFailed):
             task = self.per_model.get(ev.model)
             if task is not None:
                 self._drop_remaining(ev.model)
-                self.progress.update(task, description=f"  {ev.model} [red](failed)[/]")
-            self.line(f"[red]model failed[/] {ev.model}: {ev.reason}")
+                self.progress.update(task, description=f"  {escape(ev.model)} [red](failed)[/]")
+            self.line(f"[red]model failed[/] {escape(ev.model)}: {escape(ev.reason)}")
         elif isinstance(ev, ModelEliminated):
             self.saved += ev.compute_saved
             self.eliminated[ev.model] = ev.reason
             task = self.per_model.get(ev.model)
             if task is not None:
                 self._drop_remaining(ev.model)
-                self.progress.update(task, description=f"  {ev.model} [yellow](eliminated)[/]")
+                self.progress.update(
+                    task, description=f"  {escape(ev.model)} [yellow](eliminated)[/]"
+                )
             self.line(
-                f"[yellow]eliminated[/] {ev.model}: {ev.reason}; saves {ev.compute_saved:.2e} "
+                f"[yellow]eliminated[/] {escape(ev.model)}: {escape(ev.reason)}; "
+                f"saves {ev.compute_saved:.2e} "
                 f"FLOPs ({self.saved:.2e} saved so far)"
             )
         elif isinstance(ev, PolicyStopped):
@@ -228,17 +235,19 @@ class _View:
             self.total = self.finished_points  # points the policy skipped will not come
             if self.overall is not None:
                 self.progress.update(self.overall, total=self.total)
-            self.line(f"[bold]adaptive policy stopped:[/] {ev.summary()}")
+            self.line(f"[bold]adaptive policy stopped:[/] {escape(ev.summary())}")
         elif isinstance(ev, NTKComputed):
             self.ntk[ev.model] = ev
             if ev.ok:
                 self.line(
-                    f"ntk {ev.model}: trace {ev.trace:.3g}, top "
+                    f"ntk {escape(ev.model)}: trace {ev.trace:.3g}, top "
                     f"{', '.join(f'{x:.3g}' for x in ev.top_eigenvalues[:3])}, "
                     f"effective rank {ev.effective_rank:.2f} ({ev.seconds:.1f}s)"
                 )
             else:
-                self.line(f"[yellow]ntk {ev.model} failed:[/] {ev.reason} (law uses F free)")
+                self.line(
+                    f"[yellow]ntk {escape(ev.model)} failed:[/] {escape(ev.reason)} (law uses F free)"
+                )
         elif isinstance(ev, LawFitted):
             self.laws[ev.model] = ev
         elif isinstance(ev, PhaseDetected):
@@ -246,7 +255,7 @@ class _View:
         elif isinstance(ev, RunCancelled):
             self.progress.stop()
             self.line(
-                f"[yellow]cancelled:[/] {ev.kept} finished points kept in {ev.out_dir}; "
+                f"[yellow]cancelled:[/] {ev.kept} finished points kept in {escape(ev.out_dir)}; "
                 "rerun with the same --out to resume"
             )
             return EXIT_CANCELLED
@@ -254,7 +263,7 @@ class _View:
             self.progress.stop()
             self._summary(ev)
             if ev.failed:
-                names = "; ".join(f"{m} ({r})" for m, r in ev.failed)
+                names = escape("; ".join(f"{m} ({r})" for m, r in ev.failed))
                 self.console.print(
                     f"[bold red]{len(ev.failed)} model(s) failed:[/] {names}", highlight=False
                 )
@@ -292,7 +301,7 @@ class _View:
         c.print()
         c.print(ranking_table(ev.ranking, self.phases, self.points, self.laws, self.eliminated))
         if (note := self._early_leader_note(ev.ranking)) is not None:
-            c.print(note, highlight=False)
+            c.print(escape(note), highlight=False)
         if self.ntk:
             c.print(ntk_table(self.ntk))
         c.print(
@@ -300,17 +309,17 @@ class _View:
             highlight=False,
         )
         if self.stopped is not None:
-            c.print(f"adaptive policy: {self.stopped.summary()}", highlight=False)
+            c.print(f"adaptive policy: {escape(self.stopped.summary())}", highlight=False)
             for model, reason in self.stopped.eliminated:
-                c.print(f"  eliminated {model}: {reason}", highlight=False)
+                c.print(f"  eliminated {escape(model)}: {escape(reason)}", highlight=False)
         elif self.saved > 0:
             c.print(
                 f"adaptive policy: eliminations saved {self.saved:.2e} FLOPs of ladder compute",
                 highlight=False,
             )
         out = Path(ev.out_dir)
-        c.print(f"results: {out / RESULTS_NAME}", highlight=False)
-        c.print(f"curves:  {out / CURVES_NAME}", highlight=False)
+        c.print(f"results: {escape(str(out / RESULTS_NAME))}", highlight=False)
+        c.print(f"curves:  {escape(str(out / CURVES_NAME))}", highlight=False)
 
     def _early_leader_note(self, ranking: tuple[RankEntry, ...]) -> str | None:
         """Who leads at the smallest ladder size against who is predicted to win."""
@@ -365,12 +374,12 @@ def ranking_table(
             note = "eliminated" + (f"; {note}" if note else "")
         t.add_row(
             str(e.rank),
-            e.model,
+            escape(e.model),
             _fmt(e.predicted_target),
             interval,
             tr,
             str(len(points.get(e.model, []))),
-            note,
+            escape(note),
         )
     return t
 
@@ -386,7 +395,7 @@ def ntk_table(ntk: dict[str, NTKComputed]) -> Table:
     for m, ev in ntk.items():
         if ev.ok:
             top = ", ".join(f"{x:.3g}" for x in ev.top_eigenvalues[:3])
-            t.add_row(m, str(ev.n), f"{ev.trace:.3g}", top, f"{ev.effective_rank:.2f}")
+            t.add_row(escape(m), str(ev.n), f"{ev.trace:.3g}", top, f"{ev.effective_rank:.2f}")
         else:
-            t.add_row(m, str(ev.n), "-", f"failed: {ev.reason}", "-")
+            t.add_row(escape(m), str(ev.n), "-", f"failed: {escape(ev.reason)}", "-")
     return t

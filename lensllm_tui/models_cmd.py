@@ -9,6 +9,7 @@ downloads anything: a zoo model is built by the first run that uses it.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -19,7 +20,9 @@ def list_models(console: Console, *, hub_only: bool = False) -> int:
 
     if not hub_only:
         root = zoo_root()
-        zoo = Table(title=f"Built-in tiny zoo (offline; cache {root})", title_justify="left")
+        zoo = Table(
+            title=f"Built-in tiny zoo (offline; cache {escape(str(root))})", title_justify="left"
+        )
         zoo.add_column("name", no_wrap=True)
         zoo.add_column("family")
         zoo.add_column("kind")
@@ -32,7 +35,7 @@ def list_models(console: Console, *, hub_only: bool = False) -> int:
             try:
                 spec = resolve_model(name)
             except ModelError as exc:
-                zoo.add_row(name, ZOO[short].family, "-", f"unavailable: {exc}")
+                zoo.add_row(name, ZOO[short].family, "-", f"unavailable: {escape(str(exc))}")
                 continue
             params = f"{spec.params:,}" if spec.params else "?"
             zoo.add_row(name, spec.family, spec.kind, params)
@@ -42,7 +45,7 @@ def list_models(console: Console, *, hub_only: bool = False) -> int:
         hub = Table(title="Models in the local Hugging Face cache", title_justify="left")
         hub.add_column("hub id", no_wrap=True)
         for repo in cached:
-            hub.add_row(repo)
+            hub.add_row(escape(repo))
         console.print(hub)
     else:
         console.print("No models in the local Hugging Face cache.", highlight=False)

@@ -11,37 +11,36 @@ complete file or the new complete file, never a torn one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.events import RankEntry
+from core.events import PointMeasurements, RankEntry
+from core.paths import CURVES_NAME, RESULTS_NAME
 from core.science.curves import Curve, write_wide_csv
 from core.science.spectrum import NTKSpectrum
 
 RESULTS_VERSION = 1
-RESULTS_NAME = "results.json"
-CURVES_NAME = "curves.csv"
-CONFIG_NAME = "config.toml"
 
 
 @dataclass
 class PointRecord:
-    """One measured point as reported: where it came from and what it cost."""
+    """One measured point as reported: its size, its measurements, whether it was reused."""
 
     size: int
-    loss: float
-    flops: float
-    seconds: float
-    steps: int
-    train_tokens: int
-    eval_tokens: int
+    measured: PointMeasurements
     reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as results.json lists a point: size, every measurement, reused."""
+        return {"size": self.size, **dataclasses.asdict(self.measured), "reused": self.reused}
 
 
 @dataclass
@@ -71,7 +70,7 @@ class ModelRecord:
         return Curve(
             self.model,
             tuple(p.size for p in self.points),
-            tuple(p.loss for p in self.points),
+            tuple(p.measured.loss for p in self.points),
             self.params,
             self.family,
             self.spectrum,
@@ -113,7 +112,7 @@ class RunRecord:
                         "params": m.params,
                         "family": m.family,
                         "failed": m.failed,
-                        "points": [vars(p).copy() for p in m.points],
+                        "points": [p.to_dict() for p in m.points],
                         "law": m.law,
                         "transition": m.transition,
                         "prediction": m.prediction,
@@ -148,21 +147,34 @@ class RunRecord:
         atomic_write_text(self.out_dir / RESULTS_NAME, text + "\n")
         curves = [m.curve() for m in self.models.values() if m.points]
         if curves:
-            tmp = _temp_path(self.out_dir / CURVES_NAME)
-            try:
-                write_wide_csv(tmp, curves)
-                os.replace(tmp, self.out_dir / CURVES_NAME)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _atomic_write(self.out_dir / CURVES_NAME, lambda tmp: write_wide_csv(tmp, curves))
+
+
+TEMP_PATTERNS: tuple[str, ...] = (f".{RESULTS_NAME}.*.tmp", f".{CURVES_NAME}.*.tmp")
+"""The temporary files ``write`` renames into place; any found at a run's start are orphans."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def remove_orphan_temps(out_dir: Path) -> list[Path]:
+    """Delete the temp files a killed run left (call only while holding the run's lock)."""
+    removed = []
+    for pattern in TEMP_PATTERNS:
+        for tmp in out_dir.glob(pattern):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _atomic_write(path: Path, fill: Callable[[Path], object]) -> None:
+    """Create a temp file beside ``path``, ``fill`` it, flush it to disk, rename it over ``path``."""
     tmp = _temp_path(path)
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
+        fill(tmp)
+        with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
@@ -170,9 +182,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _temp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    """A new, empty temp file beside ``path``, created with the umask's permissions.
+
+    ``tempfile.mkstemp`` would create it 0600 whatever the umask, and the rename
+    would carry that over to results.json, unlike the run's other files.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
 
 
 def _finite(value: Any) -> Any:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -29,8 +30,18 @@ from lensllm_tui.state import RunState
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
 
-EventSource = Callable[[RunConfig, threading.Event], Iterable[ev.Event]]
-"""What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests."""
+
+class EventSource(Protocol):
+    """What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests.
+
+    While ``pause`` is set the source holds its work (the engine: training stops at
+    its next step); ``cancel`` ends it.
+    """
+
+    def __call__(
+        self, config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+    ) -> Iterable[ev.Event]: ...
+
 
 REDRAW_SECONDS = 0.25
 WIDE = 120
@@ -66,7 +77,8 @@ class ConfirmQuit(ModalScreen[bool]):
         with Vertical(id="confirm"):
             yield Label("A run is in progress. Quit now?")
             yield Label(
-                f"The current point stops; finished points are already saved in {self.out_dir}."
+                f"The current point stops; finished points are already saved in "
+                f"{escape(self.out_dir)}."
             )
             with Horizontal(id="confirm-buttons"):
                 yield Button("Quit (y)", id="yes", variant="error")
@@ -106,6 +118,8 @@ class DashboardScreen(Screen):
         self.events_seen: list[ev.Event] = []
         self._resume = threading.Event()
         self._resume.set()
+        self._pause = threading.Event()
+        """Set while paused: handed to the engine, whose training holds at its next step."""
         self._lock = threading.Lock()
         self._latest: ev.PointProgress | None = None
         self._tick_pending = False
@@ -148,13 +162,13 @@ class DashboardScreen(Screen):
         """Iterate the engine in this thread; everything leaves as a message."""
         worker = get_current_worker()
         cancel = worker.cancelled_event
-        events = iter(self.source(self.config, cancel))
+        events = iter(self.source(self.config, cancel, pause=self._pause))
         count = 0
         try:
             for event in events:
                 count += 1
-                # Pausing here holds the generator at its yield, so training
-                # itself waits (within about one progress interval).
+                # The engine holds training on self._pause; holding the generator
+                # here as well keeps the events already made until resume.
                 while not self._resume.wait(0.1):
                     if cancel.is_set():
                         break
@@ -187,7 +201,7 @@ class DashboardScreen(Screen):
             self.state.phase = "error"
             self.state.message = text
             log.add(f"engine error: {text}", "bold red", self._at())
-            self.notify(text, title="engine error", severity="error", timeout=10)
+            self.notify(escape(text), title="engine error", severity="error", timeout=10)
             self._dirty = True
             self._flush()
         elif message.state == WorkerState.SUCCESS and not self._terminal_seen:
@@ -279,7 +293,7 @@ class DashboardScreen(Screen):
             elif gone:
                 saved = sum(m.compute_saved for m in gone)
                 lines.append(f"compute saved so far: {saved:.2e} FLOPs")
-            failures.update("\n".join(lines))
+            failures.update("\n".join(escape(line) for line in lines))  # names, reasons: user text
             failures.display = bool(lines)
 
     def _status_text(self) -> str:
@@ -297,17 +311,20 @@ class DashboardScreen(Screen):
             best = st.ordered()[0] if st.ranking else None
             tail = f" in {_duration(st.elapsed)}"
             if best is not None:
-                tail += f" · best [b]{best.name}[/] (pred. {best.predicted:.3f})"
-            return f"{head}{tail} · results in {st.out_dir}"
+                tail += f" · best [b]{escape(best.name)}[/] (pred. {best.predicted:.3f})"
+            return f"{head}{tail} · results in {escape(st.out_dir)}"
         if st.phase == "cancelled":
             kept = st.kept if st.kept is not None else st.done_points
-            return f"{head} · {kept} finished points kept in {st.out_dir}; the rest was not trained"
+            return (
+                f"{head} · {kept} finished points kept in {escape(st.out_dir)}; "
+                "the rest was not trained"
+            )
         if st.phase == "error":
-            return f"{head} {st.message} · n: back to setup"
+            return f"{head} {escape(st.message)} · n: back to setup"
         ladder = f"{st.sizes[0]}–{st.sizes[-1]}" if st.sizes else "—"
         return (
             f"{head} · {len(st.models)} models · ladder {ladder} → target {st.target}"
-            f" · {st.dataset or self.config.data.source}"
+            f" · {escape(st.dataset or self.config.data.source)}"
         )
 
     def _eta_text(self) -> str:
@@ -335,10 +352,12 @@ class DashboardScreen(Screen):
     def action_pause(self) -> None:
         st = self.state
         if st.phase == "running":
+            self._pause.set()
             self._resume.clear()
             st.phase = "paused"
             self.query_one(EventLog).add("paused: training holds at its next step", "", self._at())
         elif st.phase == "paused":
+            self._pause.clear()
             self._resume.set()
             st.phase = "running"
             self.query_one(EventLog).add("resumed", "", self._at())
@@ -351,6 +370,7 @@ class DashboardScreen(Screen):
             self.notify("no run in progress", timeout=3)
             return
         self.worker.cancel()
+        self._pause.clear()
         self._resume.set()
         st.phase = "cancelling"
         self.query_one(EventLog).add(
@@ -387,6 +407,7 @@ class DashboardScreen(Screen):
             if yes:
                 if self.worker is not None:
                     self.worker.cancel()
+                self._pause.clear()
                 self._resume.set()
                 self.app.exit()
 

@@ -17,7 +17,7 @@ from lensllm_tui.app import LensApp, make_app
 from lensllm_tui.screens.dashboard import DashboardScreen
 from lensllm_tui.screens.setup import SetupScreen
 from lensllm_tui.synthetic import synthetic_events
-from tests.app_helpers import wait_for
+from tests.ui.app_helpers import wait_for
 
 MODELS = ["tiny:gpt2-s", "tiny:llama-s"]
 
@@ -29,7 +29,7 @@ def _config(tmp_path: Path, **kw) -> RunConfig:
 
 
 def _recording(started: list[RunConfig]):
-    def source(config: RunConfig, cancel: threading.Event):
+    def source(config: RunConfig, cancel: threading.Event, *, pause=None):
         started.append(config)
         return synthetic_events(config, cancel)
 

@@ -3,7 +3,7 @@
 Textual is pinned in pyproject.toml so renders stay comparable. The dashboard
 is fed the deterministic synthetic stream (fixed event times, so elapsed
 times and ETAs are the same every run). After an intended UI change, review
-the new renders and accept them with ``pytest tests/test_app_snapshots.py --snapshot-update``.
+the new renders and accept them with ``pytest tests/ui/test_app_snapshots.py --snapshot-update``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import partial
 from core.config import RunConfig
 from lensllm_tui.app import make_app
 from lensllm_tui.synthetic import synthetic_events
-from tests.app_helpers import settle_dashboard, wait_for
+from tests.ui.app_helpers import settle_dashboard, wait_for
 
 CONFIG = RunConfig(out_dir="runs/snapshot")
 

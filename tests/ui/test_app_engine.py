@@ -21,7 +21,7 @@ from lensllm_tui.app import make_app
 from lensllm_tui.messages import EngineEvent
 from lensllm_tui.screens.setup import SetupScreen
 from lensllm_tui.widgets import EventLog, RankingTable
-from tests.app_helpers import dashboard, settle_dashboard, wait_for
+from tests.ui.app_helpers import dashboard, settle_dashboard, wait_for
 
 MODELS = ["tiny:gpt2-s", "tiny:llama-s"]
 

@@ -17,7 +17,7 @@ def test_progress_that_overtakes_its_point_start_is_kept_for_it() -> None:
     state.apply(ev.PointStarted("a", 100, 1, 6, time=1.0))
     state.apply(ev.PointProgress("b", 100, 3, 5, 2.5, time=2.0))
     assert state.current == ("a", 100) and state.step == 0
-    state.apply(ev.PointFinished("a", 100, 3.0, 1e9, 1.0, time=2.0))
+    state.apply(ev.PointFinished("a", 100, ev.PointMeasurements(3.0, 1e9, 1.0), time=2.0))
     state.apply(ev.PointStarted("b", 100, 2, 6, time=2.0))
     assert (state.step, state.total_steps, state.train_loss) == (3, 5, 2.5)
 
@@ -25,8 +25,10 @@ def test_progress_that_overtakes_its_point_start_is_kept_for_it() -> None:
 def test_eta_uses_seconds_per_sample_of_trained_points() -> None:
     state = RunState()
     _started(state)
-    state.apply(ev.PointFinished("a", 0, 4.0, 0.0, 5.0, time=5.0))  # zero-shot: no samples
-    state.apply(ev.PointFinished("a", 100, 3.0, 1e9, 10.0, time=15.0))
+    state.apply(
+        ev.PointFinished("a", 0, ev.PointMeasurements(4.0, 0.0, 5.0), time=5.0)
+    )  # zero-shot: no samples
+    state.apply(ev.PointFinished("a", 100, ev.PointMeasurements(3.0, 1e9, 10.0), time=15.0))
     assert state.elapsed == 15.0
     # Left: a@200, b@100, b@200 = 500 samples at 0.1 s per sample.
     assert state.eta() == 50.0

@@ -16,6 +16,7 @@ from core.events import (
     Event,
     ModelEliminated,
     PointFinished,
+    PointMeasurements,
     PolicyStopped,
     RankEntry,
     RunFinished,
@@ -26,13 +27,13 @@ from lensllm_tui.headless import _View
 from lensllm_tui.state import RunState
 from lensllm_tui.widgets import EventLog
 from lensllm_tui.widgets.event_log import describe
-from tests.app_helpers import dashboard, settle_dashboard
+from tests.ui.app_helpers import dashboard, settle_dashboard
 
 STREAM = [
     RunStarted(("a", "b", "c"), (200, 400), 1600, "/tmp/run", "builtin", 9),
-    PointFinished("a", 0, 3.0, 0.0, 0.1),
-    PointFinished("b", 0, 3.5, 0.0, 0.1),
-    PointFinished("c", 0, 4.0, 0.0, 0.1),
+    PointFinished("a", 0, PointMeasurements(3.0, 0.0, 0.1)),
+    PointFinished("b", 0, PointMeasurements(3.5, 0.0, 0.1)),
+    PointFinished("c", 0, PointMeasurements(4.0, 0.0, 0.1)),
     ModelEliminated("c", "90% interval [2.1, ...] lies above a's [..., 1.9]", 2.5e12),
     ModelEliminated("b", "90% interval [2.0, ...] lies above a's [..., 1.9]", 1.5e12),
     PolicyStopped(
@@ -70,9 +71,9 @@ def test_headless_counter_counts_points_run_not_points_skipped() -> None:
     """After an elimination the [k/N] counter shrinks N instead of jumping over k."""
     stream = [
         *STREAM[:4],
-        PointFinished("a", 200, 2.5, 1.0, 0.1),
+        PointFinished("a", 200, PointMeasurements(2.5, 1.0, 0.1)),
         STREAM[4],  # c out: its 200 and 400 will never come (9 -> 7)
-        PointFinished("b", 200, 2.9, 1.0, 0.1),
+        PointFinished("b", 200, PointMeasurements(2.9, 1.0, 0.1)),
         *STREAM[5:],
     ]
     buf = io.StringIO()
@@ -102,7 +103,9 @@ def test_tui_state_keeps_reason_and_compute_saved() -> None:
 def test_dashboard_shows_eliminations_and_the_policy_account(tmp_path: Path) -> None:
     """The real app on the stream above: log lines and the status panel carry the account."""
 
-    def source(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+    def source(
+        config: RunConfig, cancel: threading.Event | None = None, *, pause=None
+    ) -> Iterator[Event]:
         return iter(STREAM)
 
     cfg = RunConfig(models=["a", "b", "c"], sizes=[200, 400], target=1600, out_dir=str(tmp_path))

@@ -15,7 +15,7 @@ from core.science.curves import Curve
 from core.science.flagship import LEVEL, predict_lensllm
 from core.science.selectors import select
 
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
 SIZES = tuple(200 * 2**k for k in range(7))  # 200 ... 12800
 TARGET = 102_400
 

@@ -21,7 +21,7 @@ from core.config import DataConfig, NTKConfig, RunConfig, TrainConfig
 from lensllm_tui.cli import app
 from lensllm_tui.headless import EXIT_CANCELLED, EXIT_MODEL_FAILED, EXIT_OK, run_headless
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "tiny:gpt2-s"
 BAD = "no-such-org/no-such-model-xyz"
 cli = CliRunner()
