@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from core import events as ev
 from core.config import RunConfig
 from lensllm_tui.messages import EngineEvent, ProgressTick
-from lensllm_tui.state import RunState
+from lensllm_tui.view import RunView
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
 
@@ -108,7 +108,7 @@ class DashboardScreen(Screen):
         super().__init__()
         self.config = config
         self.source = source
-        self.state = RunState()
+        self.state = RunView()
         self.state.sizes = tuple(config.sizes)
         self.state.target = config.target
         self.state.out_dir = config.out_dir or ""
@@ -278,7 +278,7 @@ class DashboardScreen(Screen):
             self.query_one("#run-status", Static).update(self._status_text())
             overall = self.query_one("#overall", ProgressBar)
             overall.update(total=max(1, st.total_points or len(st.models) * len(st.sizes)))
-            overall.update(progress=st.done_points + st.failed_points)
+            overall.update(progress=st.settled_points)
             self.query_one("#eta", Static).update(self._eta_text())
             steps = self.query_one("#steps", ProgressBar)
             steps.update(total=max(1, st.total_steps), progress=st.step)
@@ -291,8 +291,7 @@ class DashboardScreen(Screen):
             if st.policy:
                 lines.append(f"adaptive policy: {st.policy}")
             elif gone:
-                saved = sum(m.compute_saved for m in gone)
-                lines.append(f"compute saved so far: {saved:.2e} FLOPs")
+                lines.append(f"compute saved so far: {st.compute_saved:.2e} FLOPs")
             failures.update("\n".join(escape(line) for line in lines))  # names, reasons: user text
             failures.display = bool(lines)
 
@@ -329,9 +328,8 @@ class DashboardScreen(Screen):
 
     def _eta_text(self) -> str:
         st = self.state
-        done = st.done_points + st.failed_points
         total = st.total_points or len(st.models) * len(st.sizes)
-        text = f"{done}/{total} pts · {_duration(st.elapsed)}"
+        text = f"{st.settled_points}/{total} pts · {_duration(st.elapsed)}"
         if st.active:
             text += f" · ETA {_duration(st.eta())}"
         return text

@@ -23,8 +23,8 @@ from core.events import (
     RunStarted,
 )
 from lensllm_tui.app import make_app
-from lensllm_tui.headless import _View
-from lensllm_tui.state import RunState
+from lensllm_tui.headless import ConsoleView
+from lensllm_tui.view import RunView
 from lensllm_tui.widgets import EventLog
 from lensllm_tui.widgets.event_log import describe
 from tests.ui.app_helpers import dashboard, settle_dashboard
@@ -56,7 +56,7 @@ ACCOUNT = (
 
 def test_headless_lists_eliminations_and_compute_saved() -> None:
     buf = io.StringIO()
-    view = _View(Console(file=buf, width=200, force_terminal=False))
+    view = ConsoleView(Console(file=buf, width=200, force_terminal=False))
     assert view.consume(iter(STREAM)) == 0
     out = buf.getvalue()
     assert "eliminated c: 90% interval [2.1, ...] lies above a's" in out
@@ -77,15 +77,15 @@ def test_headless_counter_counts_points_run_not_points_skipped() -> None:
         *STREAM[5:],
     ]
     buf = io.StringIO()
-    view = _View(Console(file=buf, width=200, force_terminal=False))
+    view = ConsoleView(Console(file=buf, width=200, force_terminal=False))
     assert view.consume(iter(stream)) == 0
     out = buf.getvalue()
     assert "[4/9] a" in out and "[5/7] b" in out
-    assert view.total == view.finished_points == 5
+    assert view.view.total_points == view.view.settled_points == 5
 
 
 def test_tui_state_keeps_reason_and_compute_saved() -> None:
-    st = RunState()
+    st = RunView()
     for e in STREAM[:-1]:
         st.apply(e)
     c = st.model("c")
