@@ -70,16 +70,54 @@ class PointProgress(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PointMeasurements:
+    """What fine-tuning one point measured: the one record of it.
+
+    The trainer returns it, the store keeps one column per field (derived from
+    this declaration), results.json lists it per point and PointFinished carries
+    it, so a new measurement is added here once and travels everywhere.
+    """
+
+    loss: float
+    """Token-weighted mean cross-entropy on the fixed test split (nats/token)."""
+    flops: float
+    """Training plus evaluation FLOPs (core/training/loop.py says how they are counted)."""
+    seconds: float
+    """Wall time of the point, time spent paused excluded."""
+    steps: int = 0
+    train_tokens: int = 0
+    """Non-pad tokens processed in training (all steps)."""
+    eval_tokens: int = 0
+    """Non-pad tokens processed in evaluation (test, plus validation checks)."""
+    train_loss: float | None = None
+    """Mean training loss over the last logging window (None without training)."""
+    val_loss: float | None = None
+    """Best validation loss when early stopping ran, else None."""
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """Flat, JSON-ready hyperparameters the point was trained with."""
+
+
+@dataclass(frozen=True, slots=True)
 class PointFinished(Event):
-    """A point's held-out test loss, its FLOPs and seconds; reused if from the store."""
+    """A point finished: its measurements; ``reused`` if they came from the store."""
 
     model: str
     size: int
-    loss: float
-    flops: float
-    seconds: float
+    measured: PointMeasurements
     reused: bool = False
     time: float = field(default_factory=_now)
+
+    @property
+    def loss(self) -> float:
+        return self.measured.loss
+
+    @property
+    def flops(self) -> float:
+        return self.measured.flops
+
+    @property
+    def seconds(self) -> float:
+        return self.measured.seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,7 +58,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def resume_config(run_dir: Path, config: Path | None, out: Path | None) -> Path:
     """The config.toml of a run directory to reopen; one clear line if it cannot be."""
-    from core.run.records import CONFIG_NAME
+    from core.paths import CONFIG_NAME
 
     if config is not None:
         raise fail("--resume reopens a run with its own config.toml; drop --config")
@@ -131,7 +131,9 @@ def run(
         raise typer.Exit(run_headless(cfg))
     from lensllm_tui.app import make_app
 
-    make_app(cfg, autostart=autostart).run()
+    lens = make_app(cfg, autostart=autostart)
+    lens.run()
+    raise typer.Exit(lens.return_code or 0)
 
 
 def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:

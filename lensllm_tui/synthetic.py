@@ -33,6 +33,7 @@ def synthetic_events(
     config: RunConfig,
     cancel: threading.Event | None = None,
     *,
+    pause: threading.Event | None = None,
     hold_after: int | None = None,
     fail_model: str | None = None,
     steps: int = 4,
@@ -44,6 +45,7 @@ def synthetic_events(
     wait (for ``cancel``) instead of going on, leaving the UI mid-run.
     fail_model: this model fails to load (ModelFailed) at its first point.
     delay: seconds to sleep per progress event, to make a demo watchable.
+    pause: while set, no further step is made (as the engine's training holds).
     """
     cancel = cancel or threading.Event()
     models = list(config.models)
@@ -76,6 +78,8 @@ def synthetic_events(
                     yield ev.RunCancelled(out_dir, "cancelled by user", t)
                     return
                 t += seconds / steps
+                while pause is not None and pause.is_set() and not cancel.wait(0.05):
+                    pass
                 if delay:
                     cancel.wait(delay)
                 train = _law(size * step / steps, **p) + 0.3 * (steps - step) / steps
@@ -83,7 +87,13 @@ def synthetic_events(
             loss = round(_law(size, **p), 4)
             curves[model][size] = loss
             finished += 1
-            yield ev.PointFinished(model, size, loss, 6.0 * 1e6 * size * (1 + i), seconds, False, t)
+            yield ev.PointFinished(
+                model,
+                size,
+                ev.PointMeasurements(loss, 6.0 * 1e6 * size * (1 + i), seconds),
+                False,
+                t,
+            )
             if hold_after is not None and finished >= hold_after:
                 order = [(m, s) for s in sizes for m in live]
                 nxt = order[finished] if finished < len(order) else None

@@ -20,10 +20,8 @@ from pathlib import Path
 
 from core.errors import RunDirError, os_error_line
 from core.flock import FileLock
+from core.paths import LOCK_NAME
 from core.run.records import remove_orphan_temps
-
-LOCK_NAME = ".lock"
-"""The lock file inside a run directory (holds the PID of the run that has it)."""
 
 
 def lock_run_dir(out_dir: str | Path) -> FileLock:

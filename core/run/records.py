@@ -11,6 +11,7 @@ complete file or the new complete file, never a torn one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,28 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.events import RankEntry
+from core.events import PointMeasurements, RankEntry
+from core.paths import CURVES_NAME, RESULTS_NAME
 from core.science.curves import Curve, write_wide_csv
 from core.science.spectrum import NTKSpectrum
 
 RESULTS_VERSION = 1
-RESULTS_NAME = "results.json"
-CURVES_NAME = "curves.csv"
-CONFIG_NAME = "config.toml"
 
 
 @dataclass
 class PointRecord:
-    """One measured point as reported: where it came from and what it cost."""
+    """One measured point as reported: its size, its measurements, whether it was reused."""
 
     size: int
-    loss: float
-    flops: float
-    seconds: float
-    steps: int
-    train_tokens: int
-    eval_tokens: int
+    measured: PointMeasurements
     reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as results.json lists a point: size, every measurement, reused."""
+        return {"size": self.size, **dataclasses.asdict(self.measured), "reused": self.reused}
 
 
 @dataclass
@@ -70,7 +68,7 @@ class ModelRecord:
         return Curve(
             self.model,
             tuple(p.size for p in self.points),
-            tuple(p.loss for p in self.points),
+            tuple(p.measured.loss for p in self.points),
             self.params,
             self.family,
             self.spectrum,
@@ -112,7 +110,7 @@ class RunRecord:
                         "params": m.params,
                         "family": m.family,
                         "failed": m.failed,
-                        "points": [vars(p).copy() for p in m.points],
+                        "points": [p.to_dict() for p in m.points],
                         "law": m.law,
                         "transition": m.transition,
                         "prediction": m.prediction,

@@ -51,17 +51,15 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
-from core.run.records import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
-from core.run.store import STORE_NAME, PointKey, Store, measurements, settings_hash
+from core.paths import CONFIG_NAME, RUNS_DIR, STORE_NAME
+from core.run.records import ModelRecord, PointRecord, RunRecord
+from core.run.store import PointKey, Store, StoredPoint, settings_hash
 from core.science.curves import Curve
 from core.science.phase import detect_transition
 from core.science.spectrum import NTKSpectrum
 
 PROGRESS_INTERVAL = 0.25
 """Seconds between PointProgress events: by time, never per step."""
-
-RUNS_DIR = Path("runs")
-"""Where a run without an explicit out_dir gets its own timestamped directory."""
 
 
 def plan_sizes(config: RunConfig, sizes: list[int]) -> list[int]:
@@ -95,20 +93,30 @@ def point_hparams(config: RunConfig, device_kind: str) -> dict[str, Any]:
     return {"train": train, "data": dataclasses.asdict(config.data), "device": device_kind}
 
 
-def run_events(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+def run_events(
+    config: RunConfig,
+    cancel: threading.Event | None = None,
+    *,
+    pause: threading.Event | None = None,
+) -> Iterator[Event]:
     """Run ``config`` and yield its events; ConfigError/DataError for run-level problems.
 
     Configuration problems (an unavailable policy) raise here, before the
     generator starts; a dataset that cannot be loaded raises ``DataError`` on
     the first ``next()``. Per-model problems are events (ModelFailed), never
     exceptions. The generator may be closed early: it then stops training and
-    closes the store.
+    closes the store. While ``pause`` is set, training holds at its next step
+    (and no new point starts) until it is cleared; cancel still stops it.
     """
     plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
-    return _run(config, cancel if cancel is not None else threading.Event())
+    return _run(
+        config,
+        cancel if cancel is not None else threading.Event(),
+        pause if pause is not None else threading.Event(),
+    )
 
 
-def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
+def _run(config: RunConfig, cancel: threading.Event, pause: threading.Event) -> Iterator[Event]:
     from core.training import data as data_mod
 
     t0 = time.time()
@@ -131,7 +139,9 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
         },
         warnings=warnings,
     )
-    run = _Run(config, task, Store(out_dir / STORE_NAME), record, cancel, _device(config.device))
+    run = _Run(
+        config, task, Store(out_dir / STORE_NAME), record, cancel, pause, _device(config.device)
+    )
     plans = {m: plan_sizes(config, sizes) for m in config.models}
     total = sum(len(p) for p in plans.values())
     try:
@@ -249,7 +259,7 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
     for name in names:
         for p in run.record.models[name].points:
             if p.size == 0:
-                policy.observe(name, 0, p.loss, cost=0.0)
+                policy.observe(name, 0, p.measured.loss, cost=0.0)
     run.record.policy = _policy_account(policy, ad.budget, running=True)
     reported = 0
 
@@ -275,8 +285,9 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
         if rec.failed is not None or point is None:
             policy.fail(name, rec.failed or f"no point at size {size}")
             continue
-        charged = 6.0 * params[name] * point.train_tokens if point.train_tokens > 0 else None
-        policy.observe(name, size, point.loss, cost=charged)
+        tokens = point.measured.train_tokens
+        charged = 6.0 * params[name] * tokens if tokens > 0 else None
+        policy.observe(name, size, point.measured.loss, cost=charged)
         run.record.policy = _policy_account(policy, ad.budget, running=True)
         run.record.write()
         yield from eliminations()
@@ -306,9 +317,11 @@ def _unit_cost_guess(run: _Run, name: str, params: float) -> float:
     configured max_length (an upper bound).
     """
     rec = run.record.models[name]
-    zero = next((p for p in rec.points if p.size == 0 and p.eval_tokens > 0), None)
+    zero = next((p for p in rec.points if p.size == 0 and p.measured.eval_tokens > 0), None)
     n_test = len(getattr(run.task, "test", ()) or ()) or run.config.data.test_size
-    per_example = zero.eval_tokens / n_test if zero is not None else run.config.data.max_length
+    per_example = (
+        zero.measured.eval_tokens / n_test if zero is not None else run.config.data.max_length
+    )
     return 6.0 * params * max(per_example, 1.0)
 
 
@@ -367,6 +380,7 @@ class _Run:
         store: Store,
         record: RunRecord,
         cancel: threading.Event,
+        pause: threading.Event,
         device: str,
     ) -> None:
         self.config = config
@@ -374,6 +388,7 @@ class _Run:
         self.store = store
         self.record = record
         self.cancel = cancel
+        self.pause = pause
         self.device = device
         self.stop = threading.Event()  # what training threads watch (cancel or generator closed)
         self.hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
@@ -411,7 +426,7 @@ class _Run:
                     self.reused += 1
                     rec.add_point(_point_record(stored, reused=True))
                     dirty = True
-                    yield PointFinished(name, size, stored.loss, stored.flops, stored.seconds, True)
+                    yield PointFinished(name, size, stored.measured, True)
                     self.record.write()
                     continue
                 yield from self._point(rec, spec, loaded, key)
@@ -457,6 +472,7 @@ class _Run:
                 config.data,
                 device=self.device,
                 cancel=self.stop,
+                pause=self.pause,
                 on_progress=on_progress,
                 model_and_tokenizer=pair,
             ),
@@ -465,6 +481,7 @@ class _Run:
             self.cancel,
             self.stop,
             outcome,
+            self.pause,
         )
         if "error" in outcome:
             exc = outcome["error"]
@@ -473,11 +490,10 @@ class _Run:
             reason = one_line(exc)
             yield PointFailed(rec.model, key.size, reason)
             raise _ModelFailure(f"point at size {key.size} failed: {reason}")
-        res = outcome["result"]
-        stored = self.store.put_point(key, **measurements(res), hparams=res.hparams)
+        stored = self.store.put_point(key, outcome["result"])
         self.computed += 1
         rec.add_point(_point_record(stored, reused=False))
-        yield PointFinished(rec.model, key.size, res.loss, res.flops, res.seconds, False)
+        yield PointFinished(rec.model, key.size, stored.measured, False)
 
     def _ntk(self, rec: ModelRecord, spec: Any, loaded: _Lazy) -> Iterator[Event]:
         """The model's NTK spectrum on the probe set: from the store, or computed once.
@@ -515,7 +531,7 @@ class _Run:
                 model, batch, projection_dim=cfg.ntk.projection_dim, seed=cfg.ntk.seed
             )
 
-        yield from _polled(probe, rec.model, -1, self.cancel, self.stop, outcome)
+        yield from _polled(probe, rec.model, -1, self.cancel, self.stop, outcome, self.pause)
         if "error" in outcome:
             reason = one_line(outcome["error"])
             rec.ntk = {"ok": False, "reason": reason}
@@ -585,11 +601,15 @@ def _polled(
     cancel: threading.Event,
     stop: threading.Event,
     outcome: dict[str, Any],
+    pause: threading.Event,
 ) -> Iterator[Event]:
     """Run ``start`` in a thread; yield throttled progress; put its result or error in outcome.
 
     ``size`` -1 marks work that is not a point (the NTK probe): no progress events.
+    Nothing starts while ``pause`` is set.
     """
+    while pause.is_set() and not cancel.wait(0.05):
+        pass
     latest: list[tuple[int, int, float]] = []
 
     def on_progress(step: int, total_steps: int, train_loss: float) -> None:
@@ -737,8 +757,8 @@ def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> Non
     }
 
 
-def _point_record(stored: Any, *, reused: bool) -> PointRecord:
-    return PointRecord(size=stored.key.size, **measurements(stored), reused=reused)
+def _point_record(stored: StoredPoint, *, reused: bool) -> PointRecord:
+    return PointRecord(stored.key.size, stored.measured, reused)
 
 
 def _clip_ladder(task: Any, sizes: list[int]) -> tuple[list[int], list[str]]:

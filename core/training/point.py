@@ -8,6 +8,7 @@ the zoo's pretraining.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,11 +16,11 @@ from typing import Any
 import torch
 
 from core.config import DataConfig, TrainConfig
+from core.events import PointMeasurements
 from core.training.data import TaskData
 from core.training.loop import (
     Cancelled,
     PointError,
-    PointResult,
     _is_oom,
     _LoopOutcome,
     batches_for,
@@ -48,16 +49,18 @@ def train_point(
     data_cfg: DataConfig,
     *,
     device: str | torch.device = "auto",
-    cancel: Any = None,
+    cancel: threading.Event | None = None,
+    pause: threading.Event | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
     model_and_tokenizer: tuple[Any, Any] | None = None,
-) -> PointResult:
+) -> PointMeasurements:
     """Fine-tune ``spec`` on the first ``size`` train examples; size 0 only evaluates.
 
     ``model_and_tokenizer`` lets a caller load a model once for its whole
     ladder: its weights are snapshot here and restored before returning, so
     each point starts from the pretrained weights. ``cancel`` (a
-    threading.Event) is checked before every step and raises Cancelled.
+    threading.Event) is checked before every step and raises Cancelled; while
+    ``pause`` is set, training holds before its next step.
     Raises PointError for NaN/inf loss or out-of-memory, DataError for a size
     the train split cannot provide.
     """
@@ -113,6 +116,7 @@ def train_point(
                 max_grad_norm=train_cfg.max_grad_norm,
                 autocast_dtype=autocast_dtype,
                 cancel=cancel,
+                pause=pause,
                 on_progress=on_progress,
                 validation=encoded["validation"],
                 eval_every=eval_every,
@@ -123,7 +127,7 @@ def train_point(
             outcome = _LoopOutcome(0, 0, None, None, 0)
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        loss, label_tokens, test_tokens = evaluate(
+        loss, _, test_tokens = evaluate(
             trained,
             encoded["test"],
             kind=spec.kind,
@@ -182,19 +186,16 @@ def train_point(
         "trainable_params": n_trainable,
         "device": dev.type,
     }
-    return PointResult(
-        model=spec.name,
-        size=size,
+    return PointMeasurements(
         loss=loss,
         flops=flops_estimate(n_all, n_trainable, outcome.tokens, eval_tokens),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start - outcome.held_seconds,
         steps=outcome.steps,
         train_tokens=outcome.tokens,
         eval_tokens=eval_tokens,
-        hparams=hparams,
         train_loss=outcome.last_loss,
         val_loss=outcome.best_val,
-        test_label_tokens=label_tokens,
+        hparams=hparams,
     )
 
 

@@ -14,7 +14,8 @@ import pytest
 
 from core.errors import RunDirError
 from core.flock import FileLock
-from core.run.lock import LOCK_NAME, lock_run_dir
+from core.paths import LOCK_NAME
+from core.run.lock import lock_run_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 

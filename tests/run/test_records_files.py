@@ -9,12 +9,16 @@ from pathlib import Path
 import pytest
 
 from core.config import RunConfig
-from core.run.records import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
+from core.events import PointMeasurements
+from core.paths import CONFIG_NAME
+from core.run.records import ModelRecord, PointRecord, RunRecord
 
 
 def _record(out: Path) -> RunRecord:
     rec = RunRecord(RunConfig(models=["a"]), out, {"a": ModelRecord("a")})
-    rec.models["a"].add_point(PointRecord(0, 5.0, 1.0, 0.1, 0, 0, 10, False))
+    rec.models["a"].add_point(
+        PointRecord(0, PointMeasurements(5.0, 1.0, 0.1, eval_tokens=10), False)
+    )
     return rec
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreError
+from core.events import PointMeasurements
 from core.run.store import PointKey, Store
 
 
@@ -16,13 +17,15 @@ def _filled(path: Path, n: int = 60) -> None:
         for i in range(n):
             store.put_point(
                 PointKey("m", "fp", i, 0, "h"),
-                loss=1.0 + i,
-                flops=1.0,
-                seconds=0.1,
-                steps=1,
-                train_tokens=1,
-                eval_tokens=1,
-                hparams={"pad": "x" * 500},
+                PointMeasurements(
+                    loss=1.0 + i,
+                    flops=1.0,
+                    seconds=0.1,
+                    steps=1,
+                    train_tokens=1,
+                    eval_tokens=1,
+                    hparams={"pad": "x" * 500},
+                ),
             )
     assert not Path(f"{path}-wal").exists() or Path(f"{path}-wal").stat().st_size == 0
 

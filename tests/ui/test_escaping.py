@@ -56,7 +56,9 @@ def test_headless_failed_model_with_brackets_is_named_as_written(tmp_path: Path)
     assert "Traceback" not in res.output
 
 
-def _failing_stream(config: RunConfig, cancel: threading.Event) -> Iterator[ev.Event]:
+def _failing_stream(
+    config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+) -> Iterator[ev.Event]:
     yield ev.RunStarted(
         models=("[train]",),
         sizes=(100,),
