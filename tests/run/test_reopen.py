@@ -8,7 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from lensllm_tui.cli import app
 from tests.processes import MODEL, cli, finish, results, write_config
 
 pytestmark = pytest.mark.usefixtures("zoo_env")
@@ -32,7 +34,7 @@ def _copy(finished: Path, tmp_path: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("after", ["run:", "[1/"])
+@pytest.mark.parametrize("after", ["run:", pytest.param("[1/", marks=pytest.mark.slow)])
 def test_reopen_killed_early_leaves_results_json_as_it_was(
     finished: Path, tmp_path: Path, after: str
 ) -> None:
@@ -52,6 +54,7 @@ def test_reopen_killed_early_leaves_results_json_as_it_was(
     assert results(out)["status"] == "finished" and len(results(out)["ranking"]) == 2
 
 
+@pytest.mark.slow
 def test_reopen_to_the_end_rewrites_an_equal_ranking(finished: Path, tmp_path: Path) -> None:
     out = _copy(finished, tmp_path)
     code, output = finish(cli("run", "--no-ui", "--resume", str(out)))
@@ -67,9 +70,15 @@ def _one_error_line(code: int, output: str) -> str:
     return lines[0]
 
 
-def _reopen_fails(out: Path) -> str:
+def _reopen_fails(out: Path, *, in_process: bool = True) -> str:
     before = (out / "results.json").read_bytes()
-    code, output = finish(cli("run", "--no-ui", "--resume", str(out), env={"COLUMNS": "400"}))
+    if in_process:
+        res = CliRunner().invoke(
+            app, ["run", "--no-ui", "--resume", str(out)], env={"COLUMNS": "400"}
+        )
+        code, output = res.exit_code, res.output
+    else:  # as users run it
+        code, output = finish(cli("run", "--no-ui", "--resume", str(out), env={"COLUMNS": "400"}))
     line = _one_error_line(code, output)
     assert (out / "results.json").read_bytes() == before  # the last good record is kept
     return line
@@ -84,7 +93,7 @@ def test_store_with_a_corrupted_page_is_one_line_and_results_are_kept(
     with store.open("r+b") as fh:
         fh.seek(4096)  # page 2: the points table's root
         fh.write(b"\xde\xad\xbe\xef" * 1024)
-    line = _reopen_fails(out)
+    line = _reopen_fails(out, in_process=False)
     assert str(store) in line and "damaged" in line and "move it aside" in line
 
 

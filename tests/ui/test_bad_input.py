@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.processes import MODEL, ROOT, cli, finish, results, write_config
+from lensllm_tui.cli import app
+from tests.processes import MODEL, ROOT, results, write_config
 
 pytestmark = pytest.mark.usefixtures("zoo_env")
 
@@ -29,7 +31,9 @@ def one_error_line(code: int, output: str, exit_code: int = 2) -> str:
 
 
 def run(*args: str) -> tuple[int, str]:
-    return finish(cli("run", "--no-ui", *args, env={"COLUMNS": "400"}))
+    """``lensllm-tui run --no-ui ARGS`` in this process (these fail before any model loads)."""
+    res = CliRunner().invoke(app, ["run", "--no-ui", *args], env={"COLUMNS": "400"})
+    return res.exit_code, res.output
 
 
 def test_out_that_is_a_file_or_under_one(tmp_path: Path) -> None:
@@ -85,12 +89,12 @@ def _lens(args: str) -> str:
 def test_read_only_file_system_new_run_and_resume(tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    cfg = write_config(tmp_path / "run.toml", mnt / "run", [MODEL], [25])
     run_dir, new_dir = mnt / "run", mnt / "new"
+    cfg = write_config(tmp_path / "run.toml", run_dir, [MODEL], [25])
     resume_log, new_log = tmp_path / "resume.log", tmp_path / "new.log"
     proc = _in_namespace(
-        f"mount -t tmpfs -o size=10m tmpfs {mnt} && {_lens(f'--config {cfg}')} >/dev/null 2>&1; "
-        f"mount -o remount,ro {mnt} && "
+        f"mount -t tmpfs -o size=10m tmpfs {mnt} && mkdir {run_dir} && "
+        f"cp {cfg} {run_dir / 'config.toml'} && mount -o remount,ro {mnt} && "
         f"{_lens(f'--resume {run_dir}')} > {resume_log} 2>&1; echo resume=$?; "
         f"{_lens(f'--models {MODEL} --out {new_dir}')} > {new_log} 2>&1; echo new=$?"
     )
