@@ -78,6 +78,20 @@ def run_cmd(config: Path) -> list[str]:
     return [sys.executable, "-m", "lensllm_tui.cli", "run", "--no-ui", "--config", str(config)]
 
 
+def started(pid: int, timeout: float = 30.0) -> None:
+    """Wait until the child has exec'd the program: a signal sent between fork and exec
+    is lost with the parent's handlers, which would make a trial a no-op, not a test."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if b"lensllm_tui.cli" in cmdline.read_bytes():
+                return
+        except OSError:
+            return  # already gone
+        time.sleep(0.005)
+
+
 def complete(config: Path) -> tuple[int, str, float]:
     t0 = time.perf_counter()
     proc = subprocess.run(run_cmd(config), cwd=ROOT, capture_output=True, text=True)
@@ -122,6 +136,7 @@ def trial(
     proc = subprocess.Popen(
         run_cmd(config), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+    started(proc.pid)
     time.sleep(delay)
     killed_rc = proc.poll()
     if killed_rc is None:
