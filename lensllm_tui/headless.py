@@ -65,14 +65,16 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             console = Console(width=120)  # logs: no terminal width, so do not wrap at 80
     err = Console(stderr=True)
     cancel = threading.Event()
-    try:
-        from core.run.runner import run_events
-
-        events = run_events(config, cancel)
-    except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return EXIT_BAD_INPUT
+    # Signals are ours before the engine's imports (seconds of torch): a Ctrl-C then
+    # cancels the run before it starts instead of unwinding through an import.
     with stop_on_signals(cancel, lambda text: err.print(f"[yellow]{text}[/]")):
+        try:
+            from core.run.runner import run_events
+
+            events = run_events(config, cancel)
+        except ConfigError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            return EXIT_BAD_INPUT
         view = ConsoleView(console)
         try:
             return view.consume(events)
