@@ -43,7 +43,8 @@ def predictive_paths(
     """
     if budget <= 0 or target <= budget or not curves:
         return {c.model: () for c in curves}
-    sizes = sorted({int(round(s)) for s in np.geomspace(budget, target, n + 1)[1:]} | {target})
+    grid = np.geomspace(budget, target, n + 1)[1:]
+    sizes = sorted({int(float(s) + 0.5) for s in grid} | {target})
     paths: dict[str, list[PathPoint]] = {c.model: [] for c in curves}
     for size in sizes:
         if size <= budget:
