@@ -184,6 +184,9 @@ def main() -> int:
         "--keep", type=Path, help="Keep the run directories here (default: a temp dir)."
     )
     args = ap.parse_args()
+    # Started with nohup or `&`, this script ignores SIGINT, and so would every run it
+    # starts (an ignored signal survives exec): the SIGINT trials would test nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args.models = [m for m in args.models.split(",") if m]
     args.sizes = [int(s) for s in args.sizes.split(",") if s]
     work = args.keep or Path(tempfile.mkdtemp(prefix="fault-injection-"))

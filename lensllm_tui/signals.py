@@ -62,6 +62,8 @@ class stop_on_signals:
     def __enter__(self) -> stop_on_signals:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored by whoever started us (nohup, a background job): keep it so
                 self.previous[sig] = signal.signal(sig, self._handler)
         return self
 
