@@ -114,3 +114,17 @@ def test_sigterm_to_the_dashboard_cancels_the_run_and_exits_130(tmp_path: Path) 
     assert code == 130, b"".join(screen)[-2000:]
     assert results(out)["status"] == "cancelled"
     assert 1 <= stored_points(out) < 5
+
+
+def test_a_signal_ignored_by_the_parent_stays_ignored() -> None:
+    """nohup / a background job ignores SIGINT; the run must not start honouring it."""
+    from lensllm_tui.signals import stop_on_signals
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_on_signals(threading.Event(), print):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)
