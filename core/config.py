@@ -428,7 +428,10 @@ def _fits(value: Any, kind: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, kind)
+    if typing.get_origin(kind) is typing.Literal:
+        return any(_fits(value, type(v)) and value == v for v in typing.get_args(kind))
+    origin = typing.get_origin(kind) or kind
+    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
 def describe(kind: Any) -> str:
@@ -438,8 +441,11 @@ def describe(kind: Any) -> str:
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         example = "[200, 400]" if item is int else '["a", "b"]'
-        return f"a list of {_NAMES[item]}s such as {example}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+        return f"a list of {_NAMES.get(item, 'value')}s such as {example}"
+    if typing.get_origin(kind) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(kind))
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return words.get(kind, "a table" if (typing.get_origin(kind) or kind) is dict else str(kind))
 
 
 _NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
