@@ -131,7 +131,9 @@ def run(
         raise typer.Exit(run_headless(cfg))
     from lensllm_tui.app import make_app
 
-    make_app(cfg, autostart=autostart).run()
+    lens = make_app(cfg, autostart=autostart)
+    lens.run()
+    raise typer.Exit(lens.return_code or 0)
 
 
 def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:

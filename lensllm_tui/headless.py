@@ -8,18 +8,16 @@ are left out and the same information is printed as plain lines.
 
 Exit codes: 0 success; 1 the run finished but at least one model failed (a
 one-line summary names which and why); 2 bad input (configuration or data);
-130 cancelled with Ctrl-C (finished points are kept in the store).
+130 cancelled with Ctrl-C or SIGTERM (finished points are kept in the store).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -49,6 +47,7 @@ from core.events import (
     RunStarted,
 )
 from core.paths import CURVES_NAME, RESULTS_NAME
+from lensllm_tui.signals import stop_on_signals
 from lensllm_tui.view import ModelView, RunView
 
 EXIT_OK = 0
@@ -72,7 +71,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
     except ConfigError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_BAD_INPUT
-    with _ctrl_c_sets(cancel, err):
+    with stop_on_signals(cancel, lambda text: err.print(f"[yellow]{text}[/]")):
         view = ConsoleView(console)
         try:
             return view.consume(events)
@@ -92,33 +91,6 @@ def _is_input_error(exc: Exception) -> bool:
     from core.training.data import DataError
 
     return isinstance(exc, ConfigError | DataError | StoreError)
-
-
-class _ctrl_c_sets:
-    """First Ctrl-C sets the cancel event (clean stop); a second one interrupts at once."""
-
-    def __init__(self, cancel: threading.Event, err: Console) -> None:
-        self.cancel = cancel
-        self.err = err
-        self.previous: object = None
-
-    def _handler(self, signum: int, frame: FrameType | None) -> None:
-        if self.cancel.is_set():
-            raise KeyboardInterrupt
-        self.cancel.set()
-        self.err.print(
-            "[yellow]cancelling: finishing clean-up, finished points are kept "
-            "(Ctrl-C again to abort at once)[/]"
-        )
-
-    def __enter__(self) -> _ctrl_c_sets:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)  # type: ignore[arg-type]
 
 
 class ConsoleView:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 from core import events as ev
 from core.config import RunConfig
+from core.science.laws import FitResult
+from core.science.phase import Transition
 
 T0 = 1_700_000_000.0
 """Fixed start time so elapsed times and ETAs render the same every run."""
@@ -135,17 +137,16 @@ def _fit_and_rank(live, curves, models, target, t) -> Iterator[ev.Event]:
         width = 0.5 / len(pts)
         yield ev.LawFitted(
             model,
-            "rectified",
-            tuple(p.items()),
+            FitResult("rectified", dict(p), True, 0.001 * i, n_points=len(pts)),
             True,
-            0.001 * i,
             round(pred, 4),
             (round(pred - width, 4), round(pred + width, 4)),
             "",
             t,
         )
         first_power = [s for s in sorted(pts) if s ** p["beta"] > p["F"]]
-        yield ev.PhaseDetected(model, first_power[0] if first_power else None, 0.8, t)
+        size = first_power[0] if first_power else None
+        yield ev.PhaseDetected(model, Transition(size, 0.8, "synthetic"), t)
     ranked = [m for m in live if len(curves[m]) >= 2]
     if ranked:
         yield ev.RankingUpdated(_ranking(ranked, models, target), 0.9, t)

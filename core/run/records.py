@@ -25,6 +25,8 @@ from core.config import RunConfig
 from core.events import PointMeasurements, RankEntry
 from core.paths import CURVES_NAME, RESULTS_NAME
 from core.science.curves import Curve, write_wide_csv
+from core.science.phase import Transition
+from core.science.prediction import Prediction
 from core.science.spectrum import NTKSpectrum
 
 RESULTS_VERSION = 1
@@ -51,17 +53,61 @@ class ModelRecord:
     params: float | None = None
     family: str = ""
     points: list[PointRecord] = field(default_factory=list)
-    law: dict[str, Any] | None = None
-    transition: dict[str, Any] | None = None
-    prediction: dict[str, Any] | None = None
+    prediction: Prediction | None = None
+    """The selector's latest verdict on this model (its law fit is ``prediction.fit``)."""
+    transition: Transition | None = None
+    """The phase transition detected on the curve at the latest refit."""
     ntk: dict[str, Any] | None = None
     spectrum: NTKSpectrum | None = None
     failed: str | None = None
+
+    def point(self, size: int) -> PointRecord | None:
+        return next((p for p in self.points if p.size == size), None)
 
     def add_point(self, point: PointRecord) -> None:
         self.points = [p for p in self.points if p.size != point.size]
         self.points.append(point)
         self.points.sort(key=lambda p: p.size)
+
+    def law_dict(self) -> dict[str, Any] | None:
+        """results.json's ``law``: the fitted law, or why the selector gave none."""
+        pred = self.prediction
+        if pred is None:
+            return None
+        fit = pred.fit
+        if fit is None:
+            return {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
+        return {
+            "law": fit.law,
+            "params": {k: float(v) for k, v in fit.params.items()},
+            "ok": bool(fit.ok),
+            "residual": fit.residual,
+            "reason": fit.reason or "",
+        }
+
+    def transition_dict(self) -> dict[str, Any] | None:
+        """results.json's ``transition``, with the selector's own call when it differs."""
+        if self.transition is None:
+            return None
+        out: dict[str, Any] = self.transition.to_dict()
+        pred = self.prediction
+        if pred is not None and pred.transition is not None and pred.transition != out["size"]:
+            out["selector_size"] = int(pred.transition)
+        return out
+
+    def prediction_dict(self, target: int) -> dict[str, Any] | None:
+        pred = self.prediction
+        if pred is None:
+            return None
+        return {
+            "target": target,
+            "predicted": pred.predicted,
+            "low": pred.low,
+            "high": pred.high,
+            "score": pred.score,
+            "ok": bool(pred.ok),
+            "reason": pred.reason or "",
+        }
 
     def curve(self) -> Curve:
         """The measured curve (finite, positive losses only) with the NTK spectrum if any."""
@@ -111,9 +157,9 @@ class RunRecord:
                         "family": m.family,
                         "failed": m.failed,
                         "points": [p.to_dict() for p in m.points],
-                        "law": m.law,
-                        "transition": m.transition,
-                        "prediction": m.prediction,
+                        "law": m.law_dict(),
+                        "transition": m.transition_dict(),
+                        "prediction": m.prediction_dict(self.config.target),
                         "ntk": m.ntk,
                         # Full spectrum (eigenvalues, weights (u_k . r0)^2) so the
                         # NTK-informed law can be refitted from results.json alone.

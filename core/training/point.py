@@ -73,6 +73,9 @@ def train_point(
     else:
         model, tokenizer = model_and_tokenizer
     autocast_dtype = resolve_precision(train_cfg.precision, dev)
+    # What actually ran: the weights' dtype (fp32 unless a caller loaded otherwise)
+    # and the autocast dtype, recorded below rather than the configured precision.
+    weights_dtype = str(next(iter(model.parameters())).dtype).removeprefix("torch.")
     max_length = _max_length(model, data_cfg.max_length)
     encoded = task.encode(tokenizer, spec.kind, max_length)
     train_data = [e for e in encoded["train"][: len(task.subset(size))] if e.label_tokens > 0]
@@ -172,7 +175,9 @@ def train_point(
         "optimizer": "adamw(0.9,0.95)",
         "weight_decay": train_cfg.weight_decay,
         "max_grad_norm": train_cfg.max_grad_norm,
-        "precision": "bf16" if autocast_dtype is torch.bfloat16 else "fp32",
+        "precision": _precision_ran(autocast_dtype, weights_dtype),
+        "weights_dtype": weights_dtype,
+        "checkpoint_dtype": spec.dtype or "unknown",
         "gradient_checkpointing": train_cfg.gradient_checkpointing,
         "group_by_length": train_cfg.group_by_length,
         "lora": train_cfg.lora,
@@ -197,6 +202,13 @@ def train_point(
         val_loss=outcome.best_val,
         hparams=hparams,
     )
+
+
+def _precision_ran(autocast_dtype: torch.dtype | None, weights_dtype: str) -> str:
+    """The precision a point ran in: the weights' own when not fp32, else the autocast's."""
+    if weights_dtype != "float32":
+        return {"bfloat16": "bf16", "float16": "fp16"}.get(weights_dtype, weights_dtype)
+    return "bf16" if autocast_dtype is torch.bfloat16 else "fp32"
 
 
 def _checkpointing(model: Any, what: str) -> Callable[[], None]:

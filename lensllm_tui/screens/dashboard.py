@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from core import events as ev
 from core.config import RunConfig
 from lensllm_tui.messages import EngineEvent, ProgressTick
+from lensllm_tui.signals import EXIT_CANCELLED
 from lensllm_tui.view import RunView
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
@@ -126,6 +127,7 @@ class DashboardScreen(Screen):
         self._dirty = True
         self._highlight: str | None = None
         self._terminal_seen = False
+        self._exit_when_stopped = False
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -194,6 +196,8 @@ class DashboardScreen(Screen):
         """The one place worker outcomes are handled: errors show, the app lives on."""
         if message.worker is not self.worker:
             return
+        if self._exit_when_stopped and message.state in (WorkerState.ERROR, WorkerState.SUCCESS):
+            self.app.exit(return_code=EXIT_CANCELLED)
         log = self.query_one(EventLog)
         if message.state == WorkerState.ERROR:
             error = message.worker.error
@@ -239,6 +243,8 @@ class DashboardScreen(Screen):
         if isinstance(event, TERMINAL):
             self._terminal_seen = True
             self._flush()
+            if self._exit_when_stopped:
+                self.app.exit(return_code=EXIT_CANCELLED)
 
     def _worth_logging(self, event: ev.Event) -> bool:
         """Fits and phase calls repeat after every round; log them when they change."""
@@ -361,6 +367,15 @@ class DashboardScreen(Screen):
             self.query_one(EventLog).add("resumed", "", self._at())
         self._dirty = True
         self._flush()
+
+    def stop_and_exit(self, why: str) -> bool:
+        """Cancel the active run and exit the app once it has stopped; False if none is active."""
+        if not self.state.active or self.worker is None:
+            return False
+        self._exit_when_stopped = True
+        self.query_one(EventLog).add(f"{why}: stopping the run, then exiting", "yellow", self._at())
+        self.action_cancel()
+        return True
 
     def action_cancel(self) -> None:
         st = self.state

@@ -24,6 +24,7 @@ from textual.widgets import Static
 from core import events as ev
 from core.config import AdaptiveRunConfig, DataConfig, NTKConfig, RunConfig, TrainConfig
 from core.run.runner import run_events
+from core.science.laws import FitResult
 from lensllm_tui.app import make_app
 from lensllm_tui.headless import EXIT_MODEL_FAILED, EXIT_OK, ConsoleView
 from lensllm_tui.widgets import RankingTable
@@ -160,7 +161,9 @@ EDITED = [
     ev.ModelFailed("c", "point at size 100 failed: loss is NaN", time=5.5),
     *_point("d", 0, 6),
     ev.ModelEliminated("d", "80% interval lies above b's", 3.0e12, time=6.6),
-    ev.LawFitted("a", "lensllm", (("B", 1.0),), True, predicted_target=2.1, interval=(2.0, 2.2)),
+    ev.LawFitted(
+        "a", FitResult("lensllm", {"B": 1.0}, True), True, predicted_target=2.1, interval=(2.0, 2.2)
+    ),
     ev.RankingUpdated(_entries("b", "a"), time=7.0),
     *_point("a", 200, 7, reused=True),
     *_point("b", 200, 8),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core import events as ev
+from core.science.phase import Transition
 from lensllm_tui.view import RunView
 
 
@@ -41,8 +42,8 @@ def test_ranking_and_finish_set_ranks_phase_and_status() -> None:
     state = RunView()
     _started(state)
     entries = (ev.RankEntry(1, "b", 2.0, 1.9, 2.1, 2.0), ev.RankEntry(2, "a", 2.5, 2.3, 2.7, 2.5))
-    state.apply(ev.PhaseDetected("a", 200, 0.7, time=3.0))
-    state.apply(ev.PhaseDetected("b", None, 0.4, time=3.0))
+    state.apply(ev.PhaseDetected("a", Transition(200, 0.7, ""), time=3.0))
+    state.apply(ev.PhaseDetected("b", Transition(None, 0.4, ""), time=3.0))
     state.apply(ev.RankingUpdated(entries, time=3.0))
     assert [m.name for m in state.ordered()] == ["b", "a"]
     assert state.models["a"].phase == "power" and state.models["b"].phase == "pre-power"
