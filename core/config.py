@@ -88,7 +88,7 @@ class TrainConfig:
     """How one point is fine-tuned; recorded with every point in the store."""
 
     learning_rate: float = field(default=5e-4, metadata={"aliases": ("lr",)})
-    """Peak learning rate of AdamW (linear warm-up, then linear decay)."""
+    """Peak learning rate of AdamW (linear warm-up, then cosine decay to zero)."""
     batch_size: int = 16
     """Examples per optimizer step."""
     epochs: float = 1.0
