@@ -84,6 +84,7 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             return exc.exit_code
         finally:
             view.close()
+            events.close()  # finish the engine while our handlers hold: a late Ctrl-C lands here
 
 
 class ConsoleView:
