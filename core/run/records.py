@@ -41,8 +41,11 @@ class PointRecord:
     reused: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat, as results.json lists a point: size, every measurement, reused."""
-        return {"size": self.size, **dataclasses.asdict(self.measured), "reused": self.reused}
+        """Flat, as results.json lists a point: size, every measurement but the per-step
+        losses (they stay in the store), reused."""
+        measured = dataclasses.asdict(self.measured)
+        measured.pop("losses", None)
+        return {"size": self.size, **measured, "reused": self.reused}
 
 
 @dataclass

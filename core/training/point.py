@@ -202,6 +202,7 @@ def train_point(
         train_loss=outcome.last_loss,
         val_loss=outcome.best_val,
         hparams=hparams,
+        losses=outcome.losses(),
     )
 
 
