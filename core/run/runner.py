@@ -42,12 +42,21 @@ from core.policy.final import refit_result
 from core.policy.ladder import LadderPolicy, Policy
 from core.policy.replay import selector_predictor
 from core.policy.warm_start import ZeroShotFirst
-from core.run.candidate import Candidate, Measurer, ModelFailure, ntk_settings, point_hparams
+from core.run.candidate import (
+    Candidate,
+    Measurer,
+    ModelFailure,
+    check_candidate,
+    common_max_length,
+    ntk_settings,
+    point_hparams,
+)
 from core.run.records import ModelRecord, RunRecord
 from core.run.refit import refit
 from core.run.store import Store
 from core.run.worker import Controls
 from core.training.data import TaskData
+from core.training.models import ModelSpec, check_device
 
 POLICIES = ("ladder", "adaptive")
 
@@ -82,14 +91,15 @@ def run_events(
 ) -> Iterator[Event]:
     """Run ``config`` and yield its events; ConfigError/DataError for run-level problems.
 
-    Configuration problems (an unavailable policy) raise here, before the
-    generator starts; a dataset that cannot be loaded raises ``DataError`` on
+    Configuration problems (an unavailable policy, a device this machine does
+    not have) raise here, before the generator starts; a dataset that cannot be loaded raises ``DataError`` on
     the first ``next()``. Per-model problems are events (ModelFailed), never
     exceptions. The generator may be closed early: it then stops training and
     closes the store. While ``pause`` is set, training holds at its next step
     (and no new point starts) until it is cleared; cancel still stops it.
     """
     plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
+    check_device(config.device)  # and a device this machine does not have
     return _run(config, Controls.of(cancel, pause))
 
 
@@ -104,6 +114,9 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
 
     task = data_mod.load_task(config.data)
     sizes, warnings = _clip_ladder(task, config.sizes)
+    device = _device(config.device)
+    specs, refused = _check_candidates(config, device)
+    config, cut = common_max_length(config, specs)
     previews = _encoding_previews(config, task)
     warnings += _data_warnings(task, previews)
     record = RunRecord(
@@ -121,13 +134,16 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
             "validation_file": config.data.validation_file,
             "stats": task.stats.to_dict(),
             "sizes": sizes,
+            "max_length": config.data.max_length,
         },
-        warnings=warnings,
+        warnings=[*warnings, *cut],
     )
-    measurer = Measurer(
-        config, task, Store(out_dir / STORE_NAME), record, controls, _device(config.device)
-    )
+    measurer = Measurer(config, task, Store(out_dir / STORE_NAME), record, controls, device)
+    measurer.specs.update(specs)
+    record.warnings.extend(_stale_warnings(measurer))
+    warnings = record.warnings
     total = sum(len(plan_sizes(config, sizes)) for _ in config.models)
+    good = [m for m in config.models if m not in refused]
     try:
         yield RunStarted(
             models=tuple(config.models),
@@ -138,11 +154,14 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
             total_points=total,
             warnings=tuple(warnings),
         )
+        for name, reason in refused.items():  # every candidate was checked before training
+            record.models[name].failed = reason
+            yield ModelFailed(name, reason)
         record.write()
         if config.policy == "adaptive":
-            policy: Policy = ZeroShotFirst(config.models, _adaptive_builder(measurer, sizes))
+            policy: Policy = ZeroShotFirst(good, _adaptive_builder(measurer, sizes))
         else:
-            policy = LadderPolicy(config.models, sizes)
+            policy = LadderPolicy(good, sizes)
         yield from _Loop(measurer, policy, total).run()
         if isinstance(policy, ZeroShotFirst) and policy.policy is not None:
             yield from _policy_stopped(measurer, policy.policy)
@@ -150,6 +169,33 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
     finally:
         controls.stop.set()
         measurer.store.close()
+
+
+def _check_candidates(
+    config: RunConfig, device: str
+) -> tuple[dict[str, ModelSpec], dict[str, str]]:
+    """Every candidate resolved and checked before any trains: (specs, refused with why)."""
+    specs: dict[str, ModelSpec] = {}
+    refused: dict[str, str] = {}
+    for name in config.models:
+        try:
+            specs[name] = check_candidate(name, device, lora=config.train.lora)
+        except ModelFailure as failure:
+            refused[name] = str(failure)
+    return specs, refused
+
+
+def _stale_warnings(measurer: Measurer) -> list[str]:
+    """One line per model whose stored points were measured on a different model."""
+    out = []
+    for name in measurer.specs:
+        stale = measurer.stale_points(name)
+        if stale:
+            out.append(
+                f"{name}: {stale} stored point(s) were measured on a different model"
+                " (its config or weight files changed); they are not reused"
+            )
+    return out
 
 
 def _ending(measurer: Measurer, seconds: float) -> Event:
