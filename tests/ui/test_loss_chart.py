@@ -10,6 +10,7 @@ from textual.app import App, ComposeResult
 from core import events as ev
 from core.events import PointMeasurements
 from core.science.curves import Curve
+from core.science.laws import FitResult
 from core.science.predictive import predictive_paths
 from core.science.selectors import select
 from lensllm_tui.view import RunView
@@ -33,7 +34,7 @@ def _view() -> RunView:
             view.apply(ev.PointFinished(model, size, PointMeasurements(loss, 1.0, 0.1)))
         # a law that disagrees with the prediction: the chart must not draw it
         curve = ((200.0, losses[0]), (float(TARGET), 0.5))
-        view.apply(ev.LawFitted(model, "lensllm", (("B", 1.0),), True, curve=curve))
+        view.apply(ev.LawFitted(model, FitResult("lensllm", {"B": 1.0}, True), True, curve=curve))
     curves = [Curve(m, SIZES, losses) for m, losses in LOSSES.items()]
     sel = select("lensllm", curves, budget=1600, target=TARGET)
     paths = predictive_paths("lensllm", curves, 1600, TARGET)
@@ -65,7 +66,7 @@ def test_without_a_path_the_law_is_drawn() -> None:
     view.apply(ev.RunStarted(("a",), SIZES, TARGET, "out", "builtin", 4))
     view.apply(ev.PointFinished("a", 200, PointMeasurements(3.0, 1.0, 0.1)))
     curve = ((200.0, 3.0), (float(TARGET), 2.0))
-    view.apply(ev.LawFitted("a", "vanilla", (), True, curve=curve))
+    view.apply(ev.LawFitted("a", FitResult("vanilla", {}, True), True, curve=curve))
     assert [role for role, _, _ in predicted_series(view.models["a"], TARGET, 2.0)] == ["law"]
 
 
