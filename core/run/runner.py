@@ -37,7 +37,8 @@ from core.events import (
     RunStarted,
 )
 from core.paths import CONFIG_NAME, RUNS_DIR, STORE_NAME
-from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy
+from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy, Predictor
+from core.policy.final import refit_result
 from core.policy.ladder import LadderPolicy, Policy
 from core.policy.replay import selector_predictor
 from core.policy.warm_start import ZeroShotFirst
@@ -381,7 +382,8 @@ def _policy_stopped(measurer: Measurer, policy: AdaptivePolicy) -> Iterator[Even
         account = {**policy_account(policy, config), "stop_reason": "cancelled"}
         measurer.record.policy = account
         return
-    account = policy_account(policy, config)
+    final = selector_predictor(config.selector, config.target, seed=config.train.seed, pooled=True)
+    account = policy_account(policy, config, final=final)
     measurer.record.policy = account
     measurer.record.write()
     yield PolicyStopped(
@@ -414,10 +416,22 @@ def _unit_cost_guess(measurer: Measurer, name: str) -> float:
 
 
 def policy_account(
-    policy: AdaptivePolicy, config: RunConfig, *, running: bool = False
+    policy: AdaptivePolicy,
+    config: RunConfig,
+    *,
+    running: bool = False,
+    final: Predictor | None = None,
 ) -> dict[str, Any]:
-    """The policy's state as results.json records it: spend, stop reason, eliminations."""
+    """The policy's state as results.json records it: spend, stop reason, eliminations.
+
+    Each outcome's ``stale`` says its prediction was made before the run's last point
+    (an eliminated model keeps the estimate it was dropped on). With ``final`` (when
+    the policy has stopped) every model is first refitted by it on all the run
+    measured (core.policy.final), so the outcomes' predictions are current.
+    """
     res = policy.result()
+    if final is not None:
+        res = refit_result(res, policy.measured(), final)
     return {
         "name": "adaptive",
         "config": dataclasses.asdict(res.config),
@@ -444,6 +458,7 @@ def policy_account(
                 "high": o.high,
                 "cost": o.cost,
                 "reason": o.reason,
+                "stale": o.stale,
             }
             for o in res.outcomes
         ],
