@@ -83,6 +83,8 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False)
             return exc.exit_code
         finally:
+            # The engine's own clean-up (closing the store) runs here, under the handlers.
+            getattr(events, "close", lambda: None)()
             view.close()
             events.close()  # finish the engine while our handlers hold: a late Ctrl-C lands here
 

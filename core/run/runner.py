@@ -37,7 +37,8 @@ from core.events import (
     RunStarted,
 )
 from core.paths import CONFIG_NAME, RUNS_DIR, STORE_NAME
-from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy
+from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy, Predictor
+from core.policy.final import refit_result
 from core.policy.ladder import LadderPolicy, Policy
 from core.policy.replay import selector_predictor
 from core.policy.warm_start import ZeroShotFirst
@@ -127,7 +128,7 @@ def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]
     device = _device(config.device)
     specs, refused = _check_candidates(config, device)
     config, cut = common_max_length(config, specs)
-    previews = _encoding_previews(config, task)
+    previews = _encoding_previews(config, task, specs)
     warnings += _data_warnings(task, previews)
     record = RunRecord(
         config=config,
@@ -395,7 +396,8 @@ def _policy_stopped(measurer: Measurer, policy: AdaptivePolicy) -> Iterator[Even
         account = {**policy_account(policy, config), "stop_reason": "cancelled"}
         measurer.record.policy = account
         return
-    account = policy_account(policy, config)
+    final = selector_predictor(config.selector, config.target, seed=config.train.seed, pooled=True)
+    account = policy_account(policy, config, final=final)
     measurer.record.policy = account
     measurer.record.write()
     yield PolicyStopped(
@@ -428,10 +430,22 @@ def _unit_cost_guess(measurer: Measurer, name: str) -> float:
 
 
 def policy_account(
-    policy: AdaptivePolicy, config: RunConfig, *, running: bool = False
+    policy: AdaptivePolicy,
+    config: RunConfig,
+    *,
+    running: bool = False,
+    final: Predictor | None = None,
 ) -> dict[str, Any]:
-    """The policy's state as results.json records it: spend, stop reason, eliminations."""
+    """The policy's state as results.json records it: spend, stop reason, eliminations.
+
+    Each outcome's ``stale`` says its prediction was made before the run's last point
+    (an eliminated model keeps the estimate it was dropped on). With ``final`` (when
+    the policy has stopped) every model is first refitted by it on all the run
+    measured (core.policy.final), so the outcomes' predictions are current.
+    """
     res = policy.result()
+    if final is not None:
+        res = refit_result(res, policy.measured(), final)
     return {
         "name": "adaptive",
         "config": dataclasses.asdict(res.config),
@@ -458,25 +472,26 @@ def policy_account(
                 "high": o.high,
                 "cost": o.cost,
                 "reason": o.reason,
+                "stale": o.stale,
             }
             for o in res.outcomes
         ],
     }
 
 
-def _encoding_previews(config: RunConfig, task: Any) -> dict[str, dict[str, Any]]:
-    """Per model, before training: examples cut at max_length and the chat template used.
+def _encoding_previews(
+    config: RunConfig, task: Any, specs: dict[str, ModelSpec]
+) -> dict[str, dict[str, Any]]:
+    """Per checked candidate, before training: examples cut at max_length, chat template.
 
-    A model that cannot be resolved or whose tokenizer cannot be read is left
-    out here; it fails with its reason when its turn comes.
+    A model whose tokenizer cannot be read is left out here; it fails with its
+    reason when its turn comes.
     """
-    from core.training import models as models_mod
     from core.training.preview import encoding_preview
 
     out = {}
-    for name in config.models:
+    for name, spec in specs.items():
         try:
-            spec = models_mod.resolve_model(name)
             out[name] = encoding_preview(spec, task, config.data)
         except Exception:
             continue
