@@ -85,8 +85,9 @@ def run_ladder(cfg: RunConfig) -> None:
 
 def load_run(out: Path) -> tuple[dict[str, dict[int, float]], dict[str, NTKSpectrum], dict]:
     """Measured points (model -> size -> loss) and NTK spectra, from results.json and the store."""
+    from core.paths import STORE_NAME
     from core.run.runner import ntk_settings
-    from core.run.store import STORE_NAME, Store
+    from core.run.store import Store
 
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     cfg = RunConfig.from_dict(results["config"])

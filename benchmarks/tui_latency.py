@@ -39,14 +39,14 @@ from lensllm_tui.synthetic import synthetic_events
 from lensllm_tui.widgets import RankingTable
 
 
-def _flood(config: RunConfig, cancel: threading.Event):
+def _flood(config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None):
     """Synthetic events, a progress event every millisecond, repeated until cancelled.
 
     An engine reports progress about 4 times a second; this is 250 times that,
     as if a fast GPU reported every step (1 ms each, GIL released meanwhile).
     """
     while not cancel.is_set():
-        for event in synthetic_events(config, cancel, steps=3000, delay=0.001):
+        for event in synthetic_events(config, cancel, pause=pause, steps=3000, delay=0.001):
             if type(event).__name__ in ("RunFinished", "RunCancelled"):
                 break
             yield event

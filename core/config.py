@@ -8,8 +8,15 @@ through TOML so a run can be repeated or resumed from its saved config.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import itertools
+import textwrap
 import tomllib
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,25 +47,29 @@ def _check(cond: bool, msg: str) -> None:
 class DataConfig:
     """Where the task data comes from and how examples are read."""
 
-    source: str = "builtin"
+    source: str = field(default="builtin", metadata={"flag": "dataset"})
     """``builtin`` (offline text shipped with Python), a local file path
     (.jsonl/.json/.csv/.parquet/.txt) or a Hugging Face hub dataset name."""
     format: str = "text"
     """``text`` (language modelling on the whole example) or ``prompt_completion``
     (loss on completion tokens only)."""
     text_column: str = "text"
+    """Column holding the text of a ``text`` example."""
     prompt_column: str = "prompt"
+    """Column holding the prompt of a ``prompt_completion`` example."""
     completion_column: str = "completion"
+    """Column holding the completion (the tokens the loss is taken on)."""
     hub_config: str | None = None
     """Hub dataset configuration name, if the dataset has several."""
     hub_split: str = "train"
+    """Split of the hub dataset the examples are drawn from."""
     validation_size: int = 64
     """Held-out examples for early stopping."""
     test_size: int = 128
     """Held-out examples every point's test loss is measured on (fixed per run)."""
     max_length: int = 128
     """Tokens per example; longer examples are truncated."""
-    seed: int = 0
+    seed: int = field(default=0, metadata={"flag": "data-seed"})
     """Seed of the train / validation / test split and of the nested subsets."""
 
     def __post_init__(self) -> None:
@@ -76,26 +87,34 @@ class DataConfig:
 class TrainConfig:
     """How one point is fine-tuned; recorded with every point in the store."""
 
-    learning_rate: float = 5e-4
+    learning_rate: float = field(default=5e-4, metadata={"aliases": ("lr",)})
+    """Peak learning rate of AdamW (linear warm-up, then linear decay)."""
     batch_size: int = 16
+    """Examples per optimizer step."""
     epochs: float = 1.0
     """Passes over the subset; steps = ceil(epochs * size / batch_size)."""
     min_steps: int = 8
     """Lower bound on optimizer steps so tiny subsets still move the weights."""
     warmup_ratio: float = 0.1
+    """Share of the steps spent warming the learning rate up from zero."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm."""
     precision: str = "auto"
     """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``bf16`` or ``fp32``."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, more time."""
     lora: bool = False
     """Train LoRA adapters (peft) instead of all weights, for large models."""
     lora_r: int = 8
+    """Rank of the LoRA adapters."""
     early_stopping_patience: int = 0
     """Validation checks without improvement before stopping; 0 disables."""
     eval_every: int = 0
     """Steps between validation checks when early stopping; 0 = once per epoch."""
     seed: int = 0
+    """Seed of the fine-tuning (torch's generator: batch order, dropout, adapters) and the fits."""
     group_by_length: bool = True
     """Batch examples of similar length together (less padding, same examples
     per epoch, batch order still shuffled)."""
@@ -119,11 +138,14 @@ class TrainConfig:
 class NTKConfig:
     """The empirical-NTK probe that informs the LensLLM law's F(Theta, t)."""
 
-    enabled: bool = True
+    enabled: bool = field(default=True, metadata={"flag": "ntk"})
+    """Probe the empirical NTK of every model before its first point (off: the law's F is free)."""
     probe_size: int = 32
+    """Examples in the NTK probe set (the kernel is probe_size x probe_size)."""
     projection_dim: int | None = None
     """Randomly project per-example gradients to this many dimensions (None: exact)."""
-    seed: int = 0
+    seed: int = field(default=0, metadata={"flag": "ntk-seed"})
+    """Seed of the probe set and of the random projection."""
 
     def __post_init__(self) -> None:
         _check(self.probe_size >= 2, "ntk.probe_size must be at least 2")
@@ -135,7 +157,7 @@ class NTKConfig:
 
 @dataclass
 class AdaptiveRunConfig:
-    """The adaptive policy's knobs on a live run (``[adaptive]``; used by ``policy = "adaptive"``).
+    """The adaptive policy's knobs on a live run (used when ``policy = "adaptive"``).
 
     Defaults match ``core.policy.adaptive.AdaptiveConfig`` except the budget. There the
     default cap is 5% of full fine-tuning, a budget for a user's real job, where
@@ -203,7 +225,7 @@ class ExecutorConfig:
     trains the same on every backend, so a run may be resumed with another executor.
     """
 
-    backend: str = "auto"
+    backend: str = field(default="auto", metadata={"flag": "executor"})
     """``local`` (in this process, one point at a time), ``pool`` (one spawned worker
     process per device), ``ray`` (Ray actors on a cluster or a local instance), or
     ``auto``: pool on a box with more than one GPU, else local."""
@@ -213,7 +235,7 @@ class ExecutorConfig:
     threads: int | None = None
     """Torch threads per worker (and CPUs a Ray worker reserves); None: the cores shared
     out evenly among the workers, at least 1."""
-    retries: int = 2
+    retries: int = field(default=2, metadata={"flag": "worker-retries"})
     """Times a point is retried on another worker after its worker died (SIGKILL, a lost
     Ray node) before its model fails. Out-of-memory retries, which halve the
     micro-batch, are not counted: they stop at a micro-batch of 1."""
@@ -243,15 +265,20 @@ class RunConfig:
     """A whole run: candidates, data, ladder, target, training and where to write."""
 
     models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    """Candidates: ``tiny:NAME`` (the built-in zoo), Hugging Face ids or local paths."""
     data: DataConfig = field(default_factory=DataConfig)
     sizes: list[int] = field(default_factory=lambda: list(DEFAULT_SIZES))
+    """The ladder: training-subset sizes every candidate is fine-tuned on."""
     target: int = DEFAULT_TARGET
+    """Full dataset size the ranking predicts the test loss at."""
     train: TrainConfig = field(default_factory=TrainConfig)
     ntk: NTKConfig = field(default_factory=NTKConfig)
     policy: str = "ladder"
     """``ladder`` (every size for every model) or ``adaptive`` (stop early)."""
     selector: str = "lensllm"
-    out_dir: str | None = None
+    """How the curves become a ranking: ``lensllm`` (the LensLLM law) or a baseline
+    selector (``ats``, ``rectified``, ``vanilla``, ``subtuning``, ``zeroshot``, ``modelsize``)."""
+    out_dir: str | None = field(default=None, metadata={"flag": "out"})
     """Results directory; None makes a new one under ./runs/."""
     device: str = "auto"
     """``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -261,17 +288,10 @@ class RunConfig:
     """Where points train: in this process, a pool of worker processes, or Ray."""
 
     def __post_init__(self) -> None:
-        # TOML round trips hand us plain dicts and lists; accept them.
-        if isinstance(self.data, dict):
-            self.data = DataConfig(**self.data)
-        if isinstance(self.train, dict):
-            self.train = TrainConfig(**self.train)
-        if isinstance(self.ntk, dict):
-            self.ntk = NTKConfig(**self.ntk)
-        if isinstance(self.adaptive, dict):
-            self.adaptive = AdaptiveRunConfig(**self.adaptive)
-        if isinstance(self.executor, dict):
-            self.executor = ExecutorConfig(**self.executor)
+        # TOML round trips hand us plain dicts; build (and type-check) their sections.
+        for name, kind in sections().items():
+            if isinstance(value := getattr(self, name), dict):
+                setattr(self, name, _build_section(name, kind, value))
         self.models = list(self.models)
         self.sizes = sorted(int(s) for s in self.sizes)
         _check(len(self.models) >= 1, "at least one model is needed")
@@ -298,27 +318,19 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        """Build from a nested dict, naming any unknown key in the error."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
+        """Build from a nested dict (parsed TOML), naming any unknown key or mistyped value."""
+        hints = _hints(cls)
+        unknown = sorted(set(raw) - set(hints))
         _check(not unknown, f"unknown config key(s): {', '.join(unknown)}")
-        sections = {
-            "data": DataConfig,
-            "train": TrainConfig,
-            "ntk": NTKConfig,
-            "adaptive": AdaptiveRunConfig,
-            "executor": ExecutorConfig,
-        }
-        for name, kind in sections.items():
-            if name in raw:
-                _check(isinstance(raw[name], dict), f"[{name}] must be a table")
-                allowed = {f.name for f in dataclasses.fields(kind)}
-                bad = sorted(set(raw[name]) - allowed)
-                _check(not bad, f"unknown key(s) in [{name}]: {', '.join(bad)}")
-        try:
-            return cls(**raw)
-        except TypeError as exc:  # wrong value types reach dataclass init
-            raise ConfigError(f"invalid config: {exc}") from exc
+        tables = sections()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key in tables:
+                _check(isinstance(value, dict), f"[{key}] must be a table")
+                values[key] = _build_section(key, tables[key], value)
+            else:
+                values[key] = typed(value, hints[key], key)
+        return cls(**values)
 
     def save_toml(self, path: str | Path) -> None:
         Path(path).write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
@@ -333,6 +345,153 @@ class RunConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
         return cls.from_dict(raw)
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One TOML key as declared above: its table, name, type, default and meaning."""
+
+    section: str | None
+    """The ``[table]`` it lives in; None for the top level."""
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    """The attribute docstring, on one line."""
+    flag: str = ""
+    """The command-line flag's name when it is not the key's (``out`` for ``out_dir``)."""
+    aliases: tuple[str, ...] = ()
+    """Customary short names (``lr`` for ``learning_rate``)."""
+
+    @property
+    def where(self) -> str:
+        """How messages name the key: ``[train] batch_size`` or ``sizes``."""
+        return self.name if self.section is None else f"[{self.section}] {self.name}"
+
+
+def sections() -> dict[str, type]:
+    """RunConfig's tables (``[data]``, ``[train]`` ...): its fields that are dataclasses."""
+    hints = _hints(RunConfig)
+    return {name: kind for name, kind in hints.items() if dataclasses.is_dataclass(kind)}
+
+
+def config_keys() -> list[ConfigKey]:
+    """Every key a run configuration has, top level first, then table by table.
+
+    Read from the dataclasses themselves (types, defaults, attribute docstrings,
+    field metadata), so a field added above is a TOML key, a type check and a
+    command-line flag without being named anywhere else.
+    """
+    tables = sections()
+    keys = [k for k in _keys(None, RunConfig) if k.name not in tables]
+    for name, kind in tables.items():
+        keys += _keys(name, kind)
+    return keys
+
+
+def _keys(section: str | None, kind: type) -> list[ConfigKey]:
+    hints, docs, default = _hints(kind), _attribute_docs(kind), kind()
+    return [
+        ConfigKey(
+            section,
+            f.name,
+            hints[f.name],
+            getattr(default, f.name),
+            docs.get(f.name, ""),
+            f.metadata.get("flag", ""),
+            tuple(f.metadata.get("aliases", ())),
+        )
+        for f in dataclasses.fields(kind)
+    ]
+
+
+@functools.cache
+def _hints(kind: type) -> dict[str, Any]:
+    """Field name -> resolved annotation (this module uses postponed annotations)."""
+    hints = typing.get_type_hints(kind)
+    return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
+
+
+@functools.cache
+def _attribute_docs(kind: type) -> dict[str, str]:
+    """The string literal after each field of ``kind``'s class body, by field name.
+
+    Python keeps no attribute docstrings at run time, so they are read back from
+    the source, which is where they are written for readers anyway.
+    """
+    body = ast.parse(textwrap.dedent(inspect.getsource(kind))).body[0]
+    assert isinstance(body, ast.ClassDef)
+    docs: dict[str, str] = {}
+    for node, after in itertools.pairwise(body.body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _build_section(name: str, kind: type, raw: dict[str, Any]) -> Any:
+    hints = _hints(kind)
+    bad = sorted(set(raw) - set(hints))
+    _check(not bad, f"unknown key(s) in [{name}]: {', '.join(bad)}")
+    return kind(**{k: typed(v, hints[k], f"[{name}] {k}") for k, v in raw.items()})
+
+
+def typed(value: Any, kind: Any, where: str) -> Any:
+    """``value`` checked against the annotation ``kind``; ints widen to floats.
+
+    TOML and JSON give bools, ints, floats, strings and lists, and Python would
+    take ``batch_size = 2.5`` or ``lora = "yes"`` without a word (``"yes"`` is
+    truthy), so each value is checked before a dataclass sees it. ``where``
+    names the key in the one-line error: ``[train] batch_size``.
+    """
+    if value is None and unwrap_optional(kind) is not None:
+        return None
+    inner = unwrap_optional(kind) or kind
+    if typing.get_origin(inner) is list:
+        (item,) = typing.get_args(inner)
+        ok = isinstance(value, list | tuple) and all(_fits(v, item) for v in value)
+        _check(ok, f"{where} must be {describe(inner)}, not {value!r}")
+        return [float(v) if item is float else v for v in value]
+    _check(_fits(value, inner), f"{where} must be {describe(inner)}, not {value!r}")
+    return float(value) if inner is float else value
+
+
+def unwrap_optional(kind: Any) -> Any:
+    """``X`` for an ``X | None`` annotation, else None (``kind`` is not optional)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) in (types.UnionType, typing.Union) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0] if len(rest) == 1 else None
+    return None
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def describe(kind: Any) -> str:
+    """An annotation in words, for messages and help: ``a list of integers such as [200, 400]``."""
+    if (inner := unwrap_optional(kind)) is not None:
+        return f"{describe(inner)} or 'none'"
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind)
+        example = "[200, 400]" if item is int else '["a", "b"]'
+        return f"a list of {_NAMES[item]}s such as {example}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+
+
+_NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 
 def _drop_none(value: Any) -> Any:

@@ -9,6 +9,9 @@ a table cell. A leaf module: no numpy, no torch.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
+
 MAX_LINE = 300
 """Longest message shown for one failure; library errors can run to pages."""
 
@@ -51,6 +54,10 @@ class StoreError(LensError, RuntimeError):
     """The run's store cannot be opened or used."""
 
 
+class RunDirError(LensError):
+    """The run directory cannot be used: a file in the way, read-only, in use, disk full."""
+
+
 class PointError(LensError, RuntimeError):
     """A point could not be measured (NaN loss, out of memory): that model fails, the run goes on."""
 
@@ -78,6 +85,28 @@ class NTKError(LensError, RuntimeError):
 
 class Cancelled(Exception):
     """The run's cancel event was set; raised between optimizer steps."""
+
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""errno values that mean "no room to write": a full disk, a quota, a file-size limit."""
+
+_OS_REASONS = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large (a file-size limit was reached)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a path component is a file, not a directory",
+    errno.EEXIST: "a file is in the way",
+}
+
+
+def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
+    """What went wrong with a file, in words: the path, then the reason (no errno codes)."""
+    where = path if path is not None else exc.filename
+    reason = _OS_REASONS.get(exc.errno or 0) or exc.strerror or one_line(exc)
+    return f"{where}: {reason}" if where is not None else reason
 
 
 def one_line(exc: BaseException) -> str:

@@ -2,9 +2,11 @@
 
 The runner yields these and nothing else; the headless console, the Textual
 dashboard and the tests all consume the same stream, so a front end never
-needs to reach into engine state. Events are frozen dataclasses of plain
-values (str, int, float, tuples) so they are safe to hand across threads and
-cheap to serialise (``to_dict``).
+needs to reach into engine state. Events are frozen dataclasses (plain values,
+and the science's own frozen results: a law's FitResult, a phase Transition)
+so they are safe to hand across threads and cheap to serialise (``to_dict``).
+They sit above core.science for that reason, and below training and the
+runner, which build them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from core.science.laws import FitResult
+from core.science.phase import Transition
 
 
 def _now() -> float:
@@ -70,14 +75,40 @@ class PointProgress(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class PointMeasurements:
+    """What fine-tuning one point measured: the one record of it.
+
+    The trainer returns it, the store keeps one column per field (derived from
+    this declaration), results.json lists it per point and PointFinished carries
+    it, so a new measurement is added here once and travels everywhere.
+    """
+
+    loss: float
+    """Token-weighted mean cross-entropy on the fixed test split (nats/token)."""
+    flops: float
+    """Training plus evaluation FLOPs (core/training/loop.py says how they are counted)."""
+    seconds: float
+    """Wall time of the point, time spent paused excluded."""
+    steps: int = 0
+    train_tokens: int = 0
+    """Non-pad tokens processed in training (all steps)."""
+    eval_tokens: int = 0
+    """Non-pad tokens processed in evaluation (test, plus validation checks)."""
+    train_loss: float | None = None
+    """Mean training loss over the last logging window (None without training)."""
+    val_loss: float | None = None
+    """Best validation loss when early stopping ran, else None."""
+    hparams: dict[str, Any] = field(default_factory=dict)
+    """Flat, JSON-ready hyperparameters the point was trained with."""
+
+
+@dataclass(frozen=True, slots=True)
 class PointFinished(Event):
-    """A point's held-out test loss, its FLOPs and seconds; reused if from the store."""
+    """A point finished: its measurements; ``reused`` if they came from the store."""
 
     model: str
     size: int
-    loss: float
-    flops: float
-    seconds: float
+    measured: PointMeasurements
     reused: bool = False
     time: float = field(default_factory=_now)
     worker: str = ""
@@ -128,6 +159,18 @@ class WorkersUpdated(Event):
     workers: tuple[WorkerStatus, ...]
     time: float = field(default_factory=_now)
 
+    @property
+    def loss(self) -> float:
+        return self.measured.loss
+
+    @property
+    def flops(self) -> float:
+        return self.measured.flops
+
+    @property
+    def seconds(self) -> float:
+        return self.measured.seconds
+
 
 @dataclass(frozen=True, slots=True)
 class PointFailed(Event):
@@ -165,21 +208,35 @@ class NTKComputed(Event):
 
 @dataclass(frozen=True, slots=True)
 class LawFitted(Event):
-    """A law was (re)fitted to a model's curve; failures carry a reason."""
+    """A law was (re)fitted to a model's curve: the fit itself, and what it predicts.
+
+    ``fit`` is the science's own FitResult (a failed one, with its reason, when
+    there is nothing to fit yet); ``ok`` and ``reason`` also cover the selector's
+    prediction at the target, which can fail where the fit did not.
+    """
 
     model: str
-    law: str
-    params: tuple[tuple[str, float], ...]
+    fit: FitResult
     ok: bool
-    residual: float = float("nan")
     predicted_target: float = float("nan")
     interval: tuple[float, float] = (float("nan"), float("nan"))
     reason: str = ""
     time: float = field(default_factory=_now)
     curve: tuple[tuple[float, float], ...] = ()
     """The fitted law sampled as (samples, loss) from the smallest ladder size to the
-    target, for plotting; front ends cannot re-evaluate a law whose F term comes from
-    the NTK spectrum, which events do not carry. Empty when there is no fit."""
+    target, for plotting without re-evaluating the law. Empty when there is no fit."""
+
+    @property
+    def law(self) -> str:
+        return self.fit.law
+
+    @property
+    def params(self) -> tuple[tuple[str, float], ...]:
+        return tuple(sorted((k, float(v)) for k, v in self.fit.params.items()))
+
+    @property
+    def residual(self) -> float:
+        return self.fit.residual
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,9 +244,16 @@ class PhaseDetected(Event):
     """The first size of the power phase, and how confident that call is (0..1)."""
 
     model: str
-    transition_size: int | None
-    confidence: float
+    transition: Transition
     time: float = field(default_factory=_now)
+
+    @property
+    def transition_size(self) -> int | None:
+        return self.transition.size
+
+    @property
+    def confidence(self) -> float:
+        return self.transition.confidence
 
 
 @dataclass(frozen=True, slots=True)

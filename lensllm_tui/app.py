@@ -18,13 +18,16 @@ from core.config import RunConfig
 from lensllm_tui.recent import RecentRun, recent_runs, run_roots
 from lensllm_tui.screens.dashboard import DashboardScreen, EventSource
 from lensllm_tui.screens.setup import SetupScreen
+from lensllm_tui.signals import EXIT_CANCELLED, abort_now, on_stop_signals, signal_name
 
 
-def engine_events(config: RunConfig, cancel: threading.Event) -> Iterable[ev.Event]:
+def engine_events(
+    config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+) -> Iterable[ev.Event]:
     """The real engine (imported on use: torch and transformers load with it)."""
     from core.run.runner import run_events
 
-    return run_events(config, cancel)
+    return run_events(config, cancel, pause=pause)
 
 
 def cached_hub_models() -> list[str]:
@@ -61,12 +64,32 @@ class LensApp(App[None]):
         self.hub_models = hub_models
         self.autostart = autostart
         self.recent = recent
+        self._stopping = False
+        self._undo_signals: Callable[[], None] = lambda: None
 
     def on_mount(self) -> None:
+        self._undo_signals = on_stop_signals(self.stop_signal)
         if self.autostart:
             self.start_run(self.config)
         else:
             self.open_setup()
+
+    def on_unmount(self) -> None:
+        self._undo_signals()
+
+    def stop_signal(self, signum: int) -> None:
+        """SIGTERM or SIGINT from outside: cancel the run as ``c`` does, then exit 130.
+
+        The app exits once the engine has stopped and recorded the run as
+        cancelled (resumable); a second signal exits at once.
+        """
+        if self._stopping:
+            abort_now()
+        self._stopping = True
+        screen = self.screen
+        if isinstance(screen, DashboardScreen) and screen.stop_and_exit(signal_name(signum)):
+            return
+        self.exit(return_code=EXIT_CANCELLED)
 
     def open_setup(self) -> None:
         """Show the setup screen for the current config (replacing a finished dashboard)."""

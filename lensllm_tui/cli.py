@@ -7,21 +7,26 @@ transformers, textual) happen inside the commands so ``--help`` stays fast.
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core import __version__
 from core.config import ConfigError, RunConfig
+from lensllm_tui import flags
+from lensllm_tui.environment import epilog
 
 app = typer.Typer(
     name="lensllm-tui",
     help="Choose which pretrained LLM to fine-tune: progressive fine-tuning on a ladder "
     "of subsets, LensLLM scaling-law fits, and a ranking with its uncertainty.",
+    epilog=epilog(),
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
@@ -47,42 +52,13 @@ def _root(
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print one clear error line and return the Exit to raise."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
-
-
-def _csv_list(value: str | None) -> list[str] | None:
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    return items or None
-
-
-def _int_list(value: str | None, name: str) -> list[int] | None:
-    items = _csv_list(value)
-    if items is None:
-        return None
-    try:
-        return [int(v) for v in items]
-    except ValueError:
-        raise fail(f"{name} must be comma-separated integers, got {value!r}") from None
-
-
-def _budget(value: str) -> float | None:
-    """``--budget``: a fraction of full fine-tuning, or 'none' for no cap."""
-    if value.strip().lower() in ("none", "off", "no"):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise ConfigError(
-            f"--budget must be a fraction of full fine-tuning (e.g. 0.1) or 'none', got {value!r}"
-        ) from None
 
 
 def resume_config(run_dir: Path, config: Path | None, out: Path | None) -> Path:
     """The config.toml of a run directory to reopen; one clear line if it cannot be."""
-    from core.run.records import CONFIG_NAME
+    from core.paths import CONFIG_NAME
 
     if config is not None:
         raise fail("--resume reopens a run with its own config.toml; drop --config")
@@ -96,128 +72,31 @@ def resume_config(run_dir: Path, config: Path | None, out: Path | None) -> Path:
     return path
 
 
-def build_config(
-    config: Path | None,
-    models: str | None,
-    dataset: str | None,
-    sizes: str | None,
-    target: int | None,
-    out: Path | None,
-    policy: str | None,
-    data_format: str | None = None,
-    device: str | None = None,
-    *,
-    budget: str | None = None,
-    confidence: float | None = None,
-    gamma: float | None = None,
-    tau: int | None = None,
-    schedule: str | None = None,
-) -> RunConfig:
-    """Merge a TOML config (if given) with command-line overrides into one RunConfig."""
+def build_config(config: Path | None, settings: dict[str, Any] | None = None) -> RunConfig:
+    """A TOML config (if given) with command-line settings laid over it, as one RunConfig.
+
+    ``settings`` is TOML-shaped (``{"train": {"batch_size": 8}}``); whatever it
+    holds replaces the file's value, key by key, and the whole goes through the
+    same checks as a file would.
+    """
     try:
         raw = RunConfig.load_toml(config).to_dict() if config else RunConfig().to_dict()
-        if (m := _csv_list(models)) is not None:
-            raw["models"] = m
-        if dataset is not None:
-            raw["data"]["source"] = dataset
-        if data_format is not None:
-            raw["data"]["format"] = data_format
-        if (s := _int_list(sizes, "--sizes")) is not None:
-            raw["sizes"] = s
-        if target is not None:
-            raw["target"] = target
-        if out is not None:
-            raw["out_dir"] = str(out)
-        if policy is not None:
-            raw["policy"] = policy
-        if device is not None:
-            raw["device"] = device
-        adaptive = raw.setdefault("adaptive", {})
-        if budget is not None:
-            adaptive.pop("budget", None)
-            if (b := _budget(budget)) is not None:
-                adaptive["budget"] = b
-        settings = (("confidence", confidence), ("gamma", gamma), ("tau", tau))
-        for key, value in (*settings, ("schedule", schedule)):
-            if value is not None:
-                adaptive[key] = value
+        for key, value in (settings or {}).items():
+            if isinstance(value, dict):
+                raw.setdefault(key, {}).update(value)
+            else:
+                raw[key] = value
         return RunConfig.from_dict(raw)
     except ConfigError as exc:
         raise fail(str(exc)) from None
 
 
-@app.command()
 def run(
     no_ui: Annotated[
         bool, typer.Option("--no-ui", help="Run headless with rich progress (batch jobs, CI).")
     ] = False,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Run configuration (TOML).")
-    ] = None,
-    models: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated candidates: tiny:NAME, Hugging Face ids or local paths."
-        ),
-    ] = None,
-    dataset: Annotated[
-        str | None,
-        typer.Option(
-            help="'builtin', a local .jsonl/.csv/.parquet/.txt file, or a hub dataset name."
-        ),
-    ] = None,
-    data_format: Annotated[
-        str | None,
-        typer.Option("--format", help="'text' or 'prompt_completion' (loss on completions only)."),
-    ] = None,
-    sizes: Annotated[
-        str | None, typer.Option(help="Comma-separated ladder of subset sizes, e.g. 200,400,800.")
-    ] = None,
-    target: Annotated[
-        int | None, typer.Option(help="Full dataset size to predict the loss at.")
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Results directory (reused points are kept); default runs/<time>."),
-    ] = None,
-    policy: Annotated[
-        str | None, typer.Option(help="'ladder' (all points) or 'adaptive' (stop early).")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="'auto', 'cpu', 'cuda' or 'cuda:N'.")] = None,
-    budget: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FRACTION",
-            help="Adaptive policy: spend at most this fraction of full fine-tuning (every "
-            "candidate once at the target), e.g. 0.1; 'none' (default): no cap.",
-        ),
-    ] = None,
-    confidence: Annotated[
-        float | None,
-        typer.Option(
-            help="Adaptive policy: confidence of the intervals that eliminate a model "
-            "(default 0.9; lower eliminates sooner)."
-        ),
-    ] = None,
-    gamma: Annotated[
-        float | None,
-        typer.Option(
-            help="Adaptive policy: a fit is stable when its prediction moves by at most "
-            "this fraction (default 0.01)."
-        ),
-    ] = None,
-    tau: Annotated[
-        int | None,
-        typer.Option(
-            help="Adaptive policy: stable fits in a row before a model stops (default 2)."
-        ),
-    ] = None,
-    schedule: Annotated[
-        str | None,
-        typer.Option(
-            help="Adaptive policy: 'halving' (successive halving on compute, the default), "
-            "'challenger', 'compute' or 'size'."
-        ),
     ] = None,
     autostart: Annotated[
         bool,
@@ -230,33 +109,45 @@ def run(
             help="Reopen a run directory: finished points are reused, missing ones trained.",
         ),
     ] = None,
+    **settings: Any,
 ) -> None:
-    """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui)."""
+    """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui).
+
+    Every key of the TOML config is also a flag (below, by table); a flag given
+    overrides the --config file's value.
+    """
+    try:
+        given = flags.overrides(settings)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if resume is not None:
-        config, out = resume_config(resume, config, out), resume
-    cfg = build_config(
-        config,
-        models,
-        dataset,
-        sizes,
-        target,
-        out,
-        policy,
-        data_format,
-        device,
-        budget=budget,
-        confidence=confidence,
-        gamma=gamma,
-        tau=tau,
-        schedule=schedule,
-    )
+        out = given.get("out_dir")
+        config = resume_config(resume, config, Path(out) if out is not None else None)
+        given["out_dir"] = str(resume)
+    cfg = build_config(config, given)
     if no_ui:
         from lensllm_tui.headless import run_headless
 
         raise typer.Exit(run_headless(cfg))
     from lensllm_tui.app import make_app
 
-    make_app(cfg, autostart=autostart).run()
+    lens = make_app(cfg, autostart=autostart)
+    lens.run()
+    raise typer.Exit(lens.return_code or 0)
+
+
+def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:
+    """``command`` with one keyword option per configuration key in place of ``**settings``."""
+    fixed = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    command.__signature__ = inspect.Signature([*fixed, *flags.parameters()])  # type: ignore[attr-defined]
+    return command
+
+
+app.command(epilog=epilog())(_with_config_flags(run))
 
 
 @app.command()

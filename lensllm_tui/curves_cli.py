@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -27,7 +28,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -42,22 +43,75 @@ def _ints(value: str, name: str) -> list[int]:
 
 
 def _read_tables(paths: list[Path]) -> list[Table]:
-    from core.bench import Table
-    from core.science.curves import CurveTableError
+    from core.bench import read_tables
+    from core.errors import LensError
 
-    tables = []
-    for p in paths:
-        try:
-            tables.append(Table.read(p))
-        except CurveTableError as exc:
-            raise _fail(str(exc)) from None
-        except ValueError as exc:  # a Curve rejected its own data
-            raise _fail(f"{p}: {exc}") from None
-    return tables
+    try:
+        return read_tables(paths)
+    except LensError as exc:
+        raise _fail(str(exc)) from None
+    except ValueError as exc:  # a Curve rejected its own data
+        raise _fail(str(exc)) from None
+
+
+def _check_writable(path: Path) -> None:
+    """One error line now if ``path`` cannot be written (a folder, read-only, missing parent)."""
+    existed = path.exists()
+    try:
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        from core.errors import os_error_line
+
+        raise _fail(f"--json {os_error_line(exc, path)}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
+
+
+def _target(value: str) -> int | None:
+    """``--target``: a size, or ``max`` for each table's largest size column (None)."""
+    if value.strip().lower() == "max":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise _fail(f"--target must be an integer size or 'max', got {value!r}") from None
+
+
+def _budgets(value: str, target_max: bool) -> list[Any]:
+    """``--budgets``: sample counts, or fractions of the target written ``1/N``.
+
+    With ``--target max`` a bare ``N`` is the fraction 1/N: the tables' targets
+    differ, so one sample count would be a different fraction in each.
+    """
+    from fractions import Fraction
+
+    items: list[Any] = []
+    for raw in (v.strip() for v in value.split(",")):
+        if not raw:
+            continue
+        num, slash, den = raw.partition("/")
+        try:
+            if slash:
+                frac = Fraction(int(num), int(den))
+                if not 0 < frac < 1:
+                    raise ValueError
+                items.append(frac)
+            elif target_max:
+                items.append(Fraction(1, int(num)))
+            else:
+                items.append(int(num))
+        except (ValueError, ZeroDivisionError):
+            raise _fail(
+                f"--budgets must be comma-separated sample counts or fractions 1/N, got {raw!r}"
+            ) from None
+    if not items:
+        raise _fail("--budgets is empty")
+    return items
 
 
 def bench(
@@ -65,10 +119,17 @@ def bench(
         list[Path], typer.Argument(help="Benchmark wide-format tables (config name,0,200,...).")
     ],
     target: Annotated[
-        int, typer.Option(help="Size whose loss the selectors must rank by.")
-    ] = 1638400,
+        str,
+        typer.Option(
+            help="Size whose loss the selectors must rank by, or 'max': each table's largest size."
+        ),
+    ] = "1638400",
     budgets: Annotated[
-        str, typer.Option(help="Comma-separated sample budgets a selector may look up to.")
+        str,
+        typer.Option(
+            help="Comma-separated budgets a selector may look up to: sample counts, or fractions "
+            "of the target (1/8,1/16,...); with --target max a bare N means 1/N."
+        ),
     ] = "204800,102400,51200,25600,12800,6400,3200",
     methods: Annotated[
         str,
@@ -81,86 +142,47 @@ def bench(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the fits' multi-starts.")] = 0,
 ) -> None:
-    """Replay model selection on measured curves: PearCorr and RelAcc per method and budget."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    """Replay model selection on measured curves: PearCorr, RelAcc and interval coverage."""
+    from core.bench import ADAPTIVE, BenchError, check_plan
 
-    from core.bench import ADAPTIVE, BenchError, check_plan, ratio_label, run_bench
-
-    budget_list = _ints(budgets, "--budgets")
+    tgt = _target(target)
+    budget_list = _budgets(budgets, tgt is None)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     tables = _read_tables(curves)
     try:
-        check_plan(tables, method_list, budget_list, target)
+        check_plan(tables, method_list, budget_list, tgt)
     except BenchError as exc:
         raise _fail(str(exc)) from None
-    notes: dict[tuple[str, str], str] = {}
-
-    per_table = sum(1 if m == ADAPTIVE else len(budget_list) for m in method_list)
-    total = len(tables) * per_table
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("bench", total=total)
-
-        def on_record(rec: dict[str, Any], sel: Selection) -> None:
-            failed = [p for p in sel.predictions if not p.ok]
-            if failed and (rec["dataset"], rec["method"]) not in notes:
-                notes[(rec["dataset"], rec["method"])] = (
-                    f"{len(failed)}/{len(sel.predictions)} models at budget {rec['budget']}: "
-                    f"{failed[0].reason}"
-                )
-            progress.update(
-                task,
-                advance=1,
-                description=f"{rec['dataset']} {rec['method']} {ratio_label(rec['budget'], target)}",
-            )
-
-        try:
-            records = run_bench(
-                tables, method_list, budget_list, target, seed=seed, on_record=on_record
-            )
-        except (BenchError, ValueError) as exc:
-            raise _fail(str(exc).splitlines()[0]) from None
-
-    total_s = sum(r["seconds"] for r in records)
-    # the full table or none: below this width rich would truncate every cell
-    wide = Console(width=max(out.width, 30 + 8 * len(budget_list) + 20))
+    if json_out is not None:
+        _check_writable(json_out)  # before minutes of fitting, not after
+    records, notes = _run_with_progress(tables, method_list, budget_list, tgt, seed)
+    fixed = [m for m in method_list if m != ADAPTIVE]
     for table in tables:
-        rt = RichTable(
-            title=f"{table.dataset}: PearCorr / RelAcc (%) at target {target}",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-        )
-        rt.add_column("method", no_wrap=True)
-        rt.add_column("metric", no_wrap=True)
-        for b in budget_list:
-            rt.add_column(ratio_label(b, target), justify="right", no_wrap=True)
-        rt.add_column("rmse_log", justify="right", no_wrap=True)
-        rt.add_column("s", justify="right", no_wrap=True)
-        for m in (m for m in method_list if m != ADAPTIVE):
-            recs = [r for r in records if r["dataset"] == table.dataset and r["method"] == m]
-            rm = sorted(r["rmse_log"] for r in recs if r["rmse_log"] is not None)
-            rmse = f"{rm[len(rm) // 2]:.3f}" if rm else "—"
-            secs = f"{sum(r['seconds'] for r in recs):.2f}"
-            rt.add_row(m, "PearCorr", *(_pct(r["pearson"]) for r in recs), rmse, secs)
-            rt.add_row("", "RelAcc", *(_pct(r["rel_acc"]) for r in recs), "", "", end_section=True)
-        if any(m != ADAPTIVE for m in method_list):  # no empty grid for an adaptive-only run
-            wide.print(rt)
-        for r in (r for r in records if r["dataset"] == table.dataset and r["method"] == ADAPTIVE):
+        mine = [r for r in records if r["dataset"] == table.dataset]
+        if fixed:  # no empty grid for an adaptive-only run
+            _print_grid(
+                f"{escape(table.dataset)}: PearCorr / RelAcc / coverage (%) at target "
+                f"{table.target(tgt)}",
+                mine,
+                fixed,
+                budget_list,
+                table.target(tgt),
+            )
+        for r in (r for r in mine if r["method"] == ADAPTIVE):
             out.print(
                 Text(
                     f"{table.dataset} adaptive: RelAcc {_pct(r['rel_acc'])} PearCorr {_pct(r['pearson'])} "
                     f"cost_fraction {r['cost_fraction']:.4f} up to {r['budget']}"
                 )
             )
+    if len(tables) > 1 and fixed:
+        title = f"mean over {len(tables)} tables: PearCorr / RelAcc / coverage (%)"
+        _print_grid(title, records, fixed, budget_list, tgt)
+    total_s = sum(r["seconds"] for r in records)
     out.print(
         Text(
-            f"rmse_log: median over budgets; s: selector seconds; selector time {total_s:.1f} s in all"
+            "rmse_log: median over budgets; coverage: share of true target losses inside the "
+            f"methods' intervals; s: selector seconds; selector time {total_s:.1f} s in all"
         )
     )
     for (ds, m), note in notes.items():
@@ -171,6 +193,92 @@ def bench(
         except OSError as exc:
             raise _fail(f"{json_out}: cannot write ({exc.strerror})") from None
         out.print(Text(f"wrote {len(records)} records to {json_out}"))
+
+
+def _run_with_progress(
+    tables: list[Table], methods: list[str], budgets: list[Any], target: int | None, seed: int
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], str]]:
+    """Every cell's record, with a transient progress bar and the first failure note per method."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from core.bench import ADAPTIVE, BenchError, ratio_label, run_bench
+
+    notes: dict[tuple[str, str], str] = {}
+    per_table = sum(1 if m == ADAPTIVE else len(budgets) for m in methods)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("bench", total=len(tables) * per_table)
+
+        def on_record(rec: dict[str, Any], sel: Selection) -> None:
+            failed = [p for p in sel.predictions if not p.ok]
+            if failed and (rec["dataset"], rec["method"]) not in notes:
+                notes[(rec["dataset"], rec["method"])] = (
+                    f"{len(failed)}/{len(sel.predictions)} models at budget {rec['budget']}: "
+                    f"{failed[0].reason}"
+                )
+            label = ratio_label(rec["budget"], rec["target"])
+            progress.update(
+                task, advance=1, description=f"{rec['dataset']} {rec['method']} {label}"
+            )
+
+        try:
+            records = run_bench(tables, methods, budgets, target, seed=seed, on_record=on_record)
+        except (BenchError, ValueError) as exc:
+            raise _fail(str(exc).splitlines()[0]) from None
+    return records, notes
+
+
+def _mean(values: list[float | None]) -> float | None:
+    have = [v for v in values if v is not None]
+    return sum(have) / len(have) if have else None
+
+
+def _print_grid(
+    title: str,
+    records: list[dict[str, Any]],
+    methods: list[str],
+    budgets: list[Any],
+    target: int | None,
+) -> None:
+    """One rich table, a column per budget: PearCorr, RelAcc and (with intervals) coverage.
+
+    Over several tables each cell is the mean over them (the budgets' columns line up
+    across tables because a budget is the same sample count or fraction in each).
+    """
+    from core.bench import budget_label
+
+    rt = RichTable(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    rt.add_column("method", no_wrap=True)
+    rt.add_column("metric", no_wrap=True)
+    for b in budgets:
+        rt.add_column(budget_label(b, target or 0), justify="right", no_wrap=True)
+    rt.add_column("rmse_log", justify="right", no_wrap=True)
+    rt.add_column("s", justify="right", no_wrap=True)
+    width = len(budgets)
+    for m in methods:
+        recs = [r for r in records if r["method"] == m]
+        # records run table by table, budget by budget: column j is every width-th record
+        cols = [recs[j::width] for j in range(width)]
+
+        def row(key: str, cols: list[list[dict[str, Any]]] = cols) -> list[str]:
+            return [_pct(_mean([r[key] for r in col])) for col in cols]
+
+        rm = sorted(r["rmse_log"] for r in recs if r["rmse_log"] is not None)
+        rmse = f"{rm[len(rm) // 2]:.3f}" if rm else "—"
+        secs = f"{sum(r['seconds'] for r in recs):.2f}"
+        has_cover = any(r["coverage"] is not None for r in recs)
+        rt.add_row(m, "PearCorr", *row("pearson"), rmse, secs)
+        rt.add_row("", "RelAcc", *row("rel_acc"), "", "", end_section=not has_cover)
+        if has_cover:
+            rt.add_row("", "coverage", *row("coverage"), "", "", end_section=True)
+    # the full table or none: below this width rich would truncate every cell
+    Console(width=max(out.width, 30 + 8 * width + 20)).print(rt)
 
 
 def fit(

@@ -11,8 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFIG_NAME = "config.toml"  # core.run.records.CONFIG_NAME, not imported: it pulls numpy in
-RESULTS_NAME = "results.json"
+from core.paths import CONFIG_NAME, RESULTS_NAME, RUNS_DIR
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def recent_runs(roots: list[Path], limit: int = 6) -> list[RecentRun]:
 
 def run_roots(out_dir: str | None) -> list[Path]:
     """Where to look: ./runs/ and the parent of the configured out dir."""
-    roots = [Path("runs")]
+    roots = [RUNS_DIR]
     if out_dir:
         parent = Path(out_dir).parent
         if parent.resolve() != roots[0].resolve():

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 from core import events as ev
 from core.config import RunConfig
+from core.science.laws import FitResult
+from core.science.phase import Transition
 
 T0 = 1_700_000_000.0
 """Fixed start time so elapsed times and ETAs render the same every run."""
@@ -33,6 +35,7 @@ def synthetic_events(
     config: RunConfig,
     cancel: threading.Event | None = None,
     *,
+    pause: threading.Event | None = None,
     hold_after: int | None = None,
     fail_model: str | None = None,
     steps: int = 4,
@@ -44,6 +47,7 @@ def synthetic_events(
     wait (for ``cancel``) instead of going on, leaving the UI mid-run.
     fail_model: this model fails to load (ModelFailed) at its first point.
     delay: seconds to sleep per progress event, to make a demo watchable.
+    pause: while set, no further step is made (as the engine's training holds).
     """
     cancel = cancel or threading.Event()
     models = list(config.models)
@@ -76,6 +80,8 @@ def synthetic_events(
                     yield ev.RunCancelled(out_dir, "cancelled by user", t)
                     return
                 t += seconds / steps
+                while pause is not None and pause.is_set() and not cancel.wait(0.05):
+                    pass
                 if delay:
                     cancel.wait(delay)
                 train = _law(size * step / steps, **p) + 0.3 * (steps - step) / steps
@@ -83,7 +89,13 @@ def synthetic_events(
             loss = round(_law(size, **p), 4)
             curves[model][size] = loss
             finished += 1
-            yield ev.PointFinished(model, size, loss, 6.0 * 1e6 * size * (1 + i), seconds, False, t)
+            yield ev.PointFinished(
+                model,
+                size,
+                ev.PointMeasurements(loss, 6.0 * 1e6 * size * (1 + i), seconds),
+                False,
+                t,
+            )
             if hold_after is not None and finished >= hold_after:
                 order = [(m, s) for s in sizes for m in live]
                 nxt = order[finished] if finished < len(order) else None
@@ -125,17 +137,16 @@ def _fit_and_rank(live, curves, models, target, t) -> Iterator[ev.Event]:
         width = 0.5 / len(pts)
         yield ev.LawFitted(
             model,
-            "rectified",
-            tuple(p.items()),
+            FitResult("rectified", dict(p), True, 0.001 * i, n_points=len(pts)),
             True,
-            0.001 * i,
             round(pred, 4),
             (round(pred - width, 4), round(pred + width, 4)),
             "",
             t,
         )
         first_power = [s for s in sorted(pts) if s ** p["beta"] > p["F"]]
-        yield ev.PhaseDetected(model, first_power[0] if first_power else None, 0.8, t)
+        size = first_power[0] if first_power else None
+        yield ev.PhaseDetected(model, Transition(size, 0.8, "synthetic"), t)
     ranked = [m for m in live if len(curves[m]) >= 2]
     if ranked:
         yield ev.RankingUpdated(_ranking(ranked, models, target), 0.9, t)

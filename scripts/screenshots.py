@@ -44,13 +44,15 @@ SIZE = (120, 34)
 def holding(source: Callable, after: int, release: threading.Event) -> Callable:
     """Wrap a source so it stops pulling events after ``after`` finished points until released.
 
-    Holding the generator at a yield pauses the engine itself, exactly as the
-    dashboard's pause key does, so the mid-run picture is a real mid-run state.
+    Held right after a finished point, the engine starts no next point meanwhile,
+    so the mid-run picture is a real mid-run state.
     """
 
-    def wrapped(config: RunConfig, cancel: threading.Event) -> Iterator[ev.Event]:
+    def wrapped(
+        config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+    ) -> Iterator[ev.Event]:
         done = 0
-        for event in source(config, cancel):
+        for event in source(config, cancel, pause=pause):
             yield event
             if isinstance(event, ev.PointFinished):
                 done += 1

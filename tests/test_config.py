@@ -64,3 +64,36 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
     p.write_text("models = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         RunConfig.load_toml(p)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[train]\nbatch_size = 2.5\n", "[train] batch_size must be an integer, not 2.5"),
+        ('[train]\nlora = "yes"\n', "[train] lora must be true or false, not 'yes'"),
+        (
+            'sizes = "50,100"\n',
+            "sizes must be a list of integers such as [200, 400], not '50,100'",
+        ),
+        ("[train]\nlora_alpha = 16\n", "unknown key(s) in [train]: lora_alpha"),
+        ("[ntk]\nprojection_dim = 1.5\n", "[ntk] projection_dim must be an integer, not 1.5"),
+        ('models = ["a", 1]\n', "models must be a list of strings"),
+        ("train = 3\n", "[train] must be a table"),
+        ("target = true\n", "target must be an integer, not True"),
+    ],
+)
+def test_mistyped_toml_values_are_one_line_errors(tmp_path: Path, toml: str, message: str) -> None:
+    p = tmp_path / "run.toml"
+    p.write_text(toml)
+    with pytest.raises(ConfigError) as info:
+        RunConfig.load_toml(p)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_toml_integers_widen_to_floats(tmp_path: Path) -> None:
+    p = tmp_path / "run.toml"
+    p.write_text("[train]\nepochs = 2\nlearning_rate = 1\n[adaptive]\nbudget = 1\n")
+    cfg = RunConfig.load_toml(p)
+    assert cfg.train.epochs == 2.0 and isinstance(cfg.train.epochs, float)
+    assert isinstance(cfg.train.learning_rate, float) and cfg.adaptive.budget == 1.0

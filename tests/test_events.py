@@ -9,11 +9,16 @@ from core import events
 
 
 def test_events_are_frozen_and_serialisable() -> None:
-    ev = events.PointFinished(model="m", size=200, loss=2.5, flops=1e9, seconds=1.5)
+    measured = events.PointMeasurements(loss=2.5, flops=1e9, seconds=1.5, hparams={"lr": 1e-3})
+    ev = events.PointFinished(model="m", size=200, measured=measured)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        ev.loss = 1.0  # type: ignore[misc]
+        ev.measured = measured  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        measured.loss = 1.0  # type: ignore[misc]
+    assert (ev.loss, ev.flops, ev.seconds) == (2.5, 1e9, 1.5)
     d = ev.to_dict()
-    assert d["event"] == "PointFinished" and d["loss"] == 2.5 and d["reused"] is False
+    assert d["event"] == "PointFinished" and d["reused"] is False
+    assert d["measured"]["loss"] == 2.5 and d["measured"]["hparams"] == {"lr": 1e-3}
     json.dumps(d)
 
 

@@ -178,4 +178,12 @@ def to_selection(result: PolicyResult, target: int, seconds: float = 0.0, method
                 m, score, o.predicted, o.low, o.high, ok=True, reason=f"{o.status}: {o.reason}"
             )
         )
-    return Selection(method, result.largest_size, target, tuple(preds), result.ranking, seconds)
+    return Selection(
+        method,
+        result.largest_size,
+        target,
+        tuple(preds),
+        result.ranking,
+        seconds,
+        result.config.confidence,
+    )

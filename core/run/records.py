@@ -11,37 +11,38 @@ complete file or the new complete file, never a torn one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
-import tempfile
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.events import RankEntry
+from core.events import PointMeasurements, RankEntry
+from core.paths import CURVES_NAME, RESULTS_NAME
 from core.science.curves import Curve, write_wide_csv
+from core.science.phase import Transition
+from core.science.prediction import Prediction
 from core.science.spectrum import NTKSpectrum
 
 RESULTS_VERSION = 1
-RESULTS_NAME = "results.json"
-CURVES_NAME = "curves.csv"
-CONFIG_NAME = "config.toml"
 
 
 @dataclass
 class PointRecord:
-    """One measured point as reported: where it came from and what it cost."""
+    """One measured point as reported: its size, its measurements, whether it was reused."""
 
     size: int
-    loss: float
-    flops: float
-    seconds: float
-    steps: int
-    train_tokens: int
-    eval_tokens: int
+    measured: PointMeasurements
     reused: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat, as results.json lists a point: size, every measurement, reused."""
+        return {"size": self.size, **dataclasses.asdict(self.measured), "reused": self.reused}
 
 
 @dataclass
@@ -52,24 +53,68 @@ class ModelRecord:
     params: float | None = None
     family: str = ""
     points: list[PointRecord] = field(default_factory=list)
-    law: dict[str, Any] | None = None
-    transition: dict[str, Any] | None = None
-    prediction: dict[str, Any] | None = None
+    prediction: Prediction | None = None
+    """The selector's latest verdict on this model (its law fit is ``prediction.fit``)."""
+    transition: Transition | None = None
+    """The phase transition detected on the curve at the latest refit."""
     ntk: dict[str, Any] | None = None
     spectrum: NTKSpectrum | None = None
     failed: str | None = None
+
+    def point(self, size: int) -> PointRecord | None:
+        return next((p for p in self.points if p.size == size), None)
 
     def add_point(self, point: PointRecord) -> None:
         self.points = [p for p in self.points if p.size != point.size]
         self.points.append(point)
         self.points.sort(key=lambda p: p.size)
 
+    def law_dict(self) -> dict[str, Any] | None:
+        """results.json's ``law``: the fitted law, or why the selector gave none."""
+        pred = self.prediction
+        if pred is None:
+            return None
+        fit = pred.fit
+        if fit is None:
+            return {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
+        return {
+            "law": fit.law,
+            "params": {k: float(v) for k, v in fit.params.items()},
+            "ok": bool(fit.ok),
+            "residual": fit.residual,
+            "reason": fit.reason or "",
+        }
+
+    def transition_dict(self) -> dict[str, Any] | None:
+        """results.json's ``transition``, with the selector's own call when it differs."""
+        if self.transition is None:
+            return None
+        out: dict[str, Any] = self.transition.to_dict()
+        pred = self.prediction
+        if pred is not None and pred.transition is not None and pred.transition != out["size"]:
+            out["selector_size"] = int(pred.transition)
+        return out
+
+    def prediction_dict(self, target: int) -> dict[str, Any] | None:
+        pred = self.prediction
+        if pred is None:
+            return None
+        return {
+            "target": target,
+            "predicted": pred.predicted,
+            "low": pred.low,
+            "high": pred.high,
+            "score": pred.score,
+            "ok": bool(pred.ok),
+            "reason": pred.reason or "",
+        }
+
     def curve(self) -> Curve:
         """The measured curve (finite, positive losses only) with the NTK spectrum if any."""
         return Curve(
             self.model,
             tuple(p.size for p in self.points),
-            tuple(p.loss for p in self.points),
+            tuple(p.measured.loss for p in self.points),
             self.params,
             self.family,
             self.spectrum,
@@ -111,10 +156,10 @@ class RunRecord:
                         "params": m.params,
                         "family": m.family,
                         "failed": m.failed,
-                        "points": [vars(p).copy() for p in m.points],
-                        "law": m.law,
-                        "transition": m.transition,
-                        "prediction": m.prediction,
+                        "points": [p.to_dict() for p in m.points],
+                        "law": m.law_dict(),
+                        "transition": m.transition_dict(),
+                        "prediction": m.prediction_dict(self.config.target),
                         "ntk": m.ntk,
                         # Full spectrum (eigenvalues, weights (u_k . r0)^2) so the
                         # NTK-informed law can be refitted from results.json alone.
@@ -145,21 +190,34 @@ class RunRecord:
         atomic_write_text(self.out_dir / RESULTS_NAME, text + "\n")
         curves = [m.curve() for m in self.models.values() if m.points]
         if curves:
-            tmp = _temp_path(self.out_dir / CURVES_NAME)
-            try:
-                write_wide_csv(tmp, curves)
-                os.replace(tmp, self.out_dir / CURVES_NAME)
-            finally:
-                tmp.unlink(missing_ok=True)
+            _atomic_write(self.out_dir / CURVES_NAME, lambda tmp: write_wide_csv(tmp, curves))
+
+
+TEMP_PATTERNS: tuple[str, ...] = (f".{RESULTS_NAME}.*.tmp", f".{CURVES_NAME}.*.tmp")
+"""The temporary files ``write`` renames into place; any found at a run's start are orphans."""
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
+    _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def remove_orphan_temps(out_dir: Path) -> list[Path]:
+    """Delete the temp files a killed run left (call only while holding the run's lock)."""
+    removed = []
+    for pattern in TEMP_PATTERNS:
+        for tmp in out_dir.glob(pattern):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _atomic_write(path: Path, fill: Callable[[Path], object]) -> None:
+    """Create a temp file beside ``path``, ``fill`` it, flush it to disk, rename it over ``path``."""
     tmp = _temp_path(path)
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
+        fill(tmp)
+        with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
@@ -167,9 +225,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def _temp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    """A new, empty temp file beside ``path``, created with the umask's permissions.
+
+    ``tempfile.mkstemp`` would create it 0600 whatever the umask, and the rename
+    would carry that over to results.json, unlike the run's other files.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{path.parent}: no free temporary file name for {path.name}")
 
 
 def _finite(value: Any) -> Any:

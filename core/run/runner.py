@@ -1,18 +1,15 @@
 """The progressive schedule across candidates, as one plain generator of events.
 
-``run_events`` is the whole engine loop: for each model, the zero-shot loss and
-then each size of the ladder, refitting the model's law and the ranking after
-every new point. It is a generator of ``core.events`` so that every front end
-(the Textual worker, the headless console, the tests) consumes the same stream
-and none of them holds engine state.
+``run_events`` is the whole engine loop: ask the policy (core/policy: the
+ladder, or zero-shot first and then the adaptive policy) for the next
+(model, size), measure it (core/run/candidate.py: reuse a stored point or
+train a new one in a worker thread), refit the laws and the ranking
+(core/run/refit.py) and tell the policy what was measured. It is a generator
+of ``core.events`` so that every front end (the Textual worker, the headless
+console, the tests) consumes the same stream and none of them holds engine
+state.
 
-Training runs in a helper thread while the generator polls it, because
-``train_point`` reports progress through a callback and a generator cannot
-yield from inside a callback; polling also lets progress be emitted by time
-(about every 0.25 s) rather than per step. The cancel event is checked between
-points and handed to ``train_point``, which checks it every step.
-
-Every finished point goes to the SQLite store (core/store.py) in one
+Every finished point goes to the SQLite store (core/run/store.py) in one
 transaction before anything else happens, and results.json / curves.csv are
 rewritten atomically after every point, so a crash loses at most the point in
 progress and a rerun into the same directory recomputes only what is missing.
@@ -21,58 +18,46 @@ progress and a rerun into the same directory recomputes only what is missing.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.config import RunConfig
-from core.errors import ConfigError, one_line
+from core.errors import ConfigError, DataError
 from core.events import (
     Event,
-    LawFitted,
     ModelEliminated,
     ModelFailed,
-    NTKComputed,
-    PhaseDetected,
-    PointFailed,
-    PointFinished,
-    PointProgress,
     PointStarted,
     PolicyStopped,
-    RankEntry,
-    RankingUpdated,
     RunCancelled,
     RunFinished,
     RunStarted,
 )
-from core.run.records import CONFIG_NAME, ModelRecord, PointRecord, RunRecord
-from core.run.store import STORE_NAME, PointKey, Store, measurements, settings_hash
-from core.science.curves import Curve
-from core.science.phase import detect_transition
-from core.science.spectrum import NTKSpectrum
+from core.paths import CONFIG_NAME, RUNS_DIR, STORE_NAME
+from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy
+from core.policy.ladder import LadderPolicy, Policy
+from core.policy.replay import selector_predictor
+from core.policy.warm_start import ZeroShotFirst
+from core.run.candidate import Candidate, Measurer, ModelFailure, ntk_settings, point_hparams
+from core.run.records import ModelRecord, RunRecord
+from core.run.refit import refit
+from core.run.store import Store
+from core.run.worker import Controls
+from core.training.data import TaskData
 
-PROGRESS_INTERVAL = 0.25
-"""Seconds between PointProgress events: by time, never per step."""
+POLICIES = ("ladder", "adaptive")
 
-RUNS_DIR = Path("runs")
-"""Where a run without an explicit out_dir gets its own timestamped directory."""
+__all__ = ["ntk_settings", "point_hparams", "resolve_out_dir", "run_events"]
 
 
 def plan_sizes(config: RunConfig, sizes: list[int]) -> list[int]:
-    """The sizes to measure for one model, in order: zero-shot (0) then the ladder.
-
-    The one place a scheduling policy decides what to run; an adaptive policy
-    (issue 8) replaces this with a decision after each point.
-    """
-    if config.policy not in ("ladder", "adaptive"):
+    """The most one model may run, in order: zero-shot (0) then the ladder."""
+    if config.policy not in POLICIES:
         raise ConfigError(f"policy must be 'ladder' or 'adaptive', not {config.policy!r}")
-    return [0, *sizes]  # adaptive: the most it may run; _run_adaptive picks from these
+    return [0, *sizes]
 
 
 def resolve_out_dir(config: RunConfig, now: float | None = None) -> Path:
@@ -88,27 +73,26 @@ def resolve_out_dir(config: RunConfig, now: float | None = None) -> Path:
     return path
 
 
-def point_hparams(config: RunConfig, device_kind: str) -> dict[str, Any]:
-    """What, besides model, data fingerprint, size and seed, decides a point's loss."""
-    train = dataclasses.asdict(config.train)
-    train.pop("seed")
-    return {"train": train, "data": dataclasses.asdict(config.data), "device": device_kind}
-
-
-def run_events(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+def run_events(
+    config: RunConfig,
+    cancel: threading.Event | None = None,
+    *,
+    pause: threading.Event | None = None,
+) -> Iterator[Event]:
     """Run ``config`` and yield its events; ConfigError/DataError for run-level problems.
 
     Configuration problems (an unavailable policy) raise here, before the
     generator starts; a dataset that cannot be loaded raises ``DataError`` on
     the first ``next()``. Per-model problems are events (ModelFailed), never
     exceptions. The generator may be closed early: it then stops training and
-    closes the store.
+    closes the store. While ``pause`` is set, training holds at its next step
+    (and no new point starts) until it is cleared; cancel still stops it.
     """
     plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
-    return _run(config, cancel if cancel is not None else threading.Event())
+    return _run(config, Controls.of(cancel, pause))
 
 
-def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
+def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
     from core.training import data as data_mod
 
     t0 = time.time()
@@ -131,9 +115,10 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
         },
         warnings=warnings,
     )
-    run = _Run(config, task, Store(out_dir / STORE_NAME), record, cancel, _device(config.device))
-    plans = {m: plan_sizes(config, sizes) for m in config.models}
-    total = sum(len(p) for p in plans.values())
+    measurer = Measurer(
+        config, task, Store(out_dir / STORE_NAME), record, controls, _device(config.device)
+    )
+    total = sum(len(plan_sizes(config, sizes)) for _ in config.models)
     try:
         yield RunStarted(
             models=tuple(config.models),
@@ -145,147 +130,206 @@ def _run(config: RunConfig, cancel: threading.Event) -> Iterator[Event]:
             warnings=tuple(warnings),
         )
         record.write()
-        index = 0
         if config.policy == "adaptive":
-            yield from _run_adaptive(run, sizes, total)
-        for name in config.models if config.policy == "ladder" else ():
-            yield from run.model(name, plans[name], index, total)
-            index += len(plans[name])
-            if cancel.is_set():
-                break
-
-        record.seconds = time.time() - t0
-        if cancel.is_set():
-            record.status = "cancelled"
-            record.write()
-            yield RunCancelled(str(out_dir), "cancelled", kept=run.computed + run.reused)
-            return
-        record.status = "finished"
-        record.write()
-        yield RunFinished(
-            str(out_dir),
-            record.ranking,
-            tuple(record.failures()),
-            record.seconds,
-            computed=run.computed,
-            reused=run.reused,
-        )
+            policy: Policy = ZeroShotFirst(config.models, _adaptive_builder(measurer, sizes))
+        else:
+            policy = LadderPolicy(config.models, sizes)
+        yield from _Loop(measurer, policy, total).run()
+        if isinstance(policy, ZeroShotFirst) and policy.policy is not None:
+            yield from _policy_stopped(measurer, policy.policy)
+        yield _ending(measurer, time.time() - t0)
     finally:
-        run.stop.set()
-        run.store.close()
+        controls.stop.set()
+        measurer.store.close()
 
 
-def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
-    """The adaptive policy (core/adaptive.py): after each point it picks the next one.
-
-    Zero-shot first for every model, then whatever the policy asks for, one point
-    at a time through ``_Run.model`` (so stored points are reused and the NTK
-    spectrum is probed once; the weights are reloaded per point, which keeps one
-    model in memory at a time). A model the policy eliminates gets no more
-    compute: ModelEliminated says why and how much ladder compute that saves.
-
-    Cost is the issue's live charge, 6 x parameters x training tokens per point
-    (evaluation is left out: the ladder and full fine-tuning evaluate alike).
-    Before a model's first trained point its cost per sample is guessed from its
-    zero-shot point, 6 x parameters x non-pad tokens per test example; the policy
-    then re-measures it from every point it is charged. With ``adaptive.budget``
-    set the policy never starts a point whose estimated cost would take the run
-    past that fraction of full fine-tuning, and stops when no point fits.
-    PolicyStopped (and ``policy`` in results.json) reports why it stopped, what
-    it spent, the fraction of full fine-tuning, and the compute saved.
-    """
-    from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy
-    from core.policy.replay import selector_predictor
-    from core.training import models as models_mod
-
-    config = run.config
-    ad = config.adaptive
-    index = 0
-    names: list[str] = []
-    params: dict[str, float] = {}
-    probed: set[str] = set()
-
-    def one_point(name: str, size: int, at: int) -> Iterator[Event]:
-        # one point per call; the NTK summary is reported on the model's first call only
-        for e in run.model(name, [size], at, total):
-            if isinstance(e, NTKComputed):
-                if name in probed:
-                    continue
-                probed.add(name)
-            yield e
-
-    for name in config.models:
-        try:
-            spec = models_mod.resolve_model(name)
-        except Exception:
-            yield from run.model(name, [], index, total)  # reports the failure as ModelFailed
-            continue
-        names.append(name)
-        params[name] = float(spec.params or 1.0)
-    for name in names:  # zero-shot: no training, free to the policy
-        if run.cancel.is_set():
-            return
-        index += 1
-        yield from one_point(name, 0, index - 1)
-    names = [n for n in names if run.record.models[n].failed is None]
-    if not names:
-        return
-    unit = {n: _unit_cost_guess(run, n, params[n]) for n in names}
-    policy = AdaptivePolicy(
-        names,
-        sizes,
-        config.target,
-        unit,
-        selector_predictor(config.selector, config.target),
-        AdaptiveConfig(
-            gamma=ad.gamma,
-            tau=ad.tau,
-            confidence=ad.confidence,
-            min_points=ad.min_points_for(len(sizes)),
-            max_cost_fraction=ad.budget,
-            **({"schedule": ad.schedule} if ad.schedule is not None else {}),
-        ),
+def _ending(measurer: Measurer, seconds: float) -> Event:
+    """RunCancelled or RunFinished, with results.json saying the same."""
+    record = measurer.record
+    record.seconds = seconds
+    if measurer.controls.cancel.is_set():
+        record.status = "cancelled"
+        record.write()
+        kept = measurer.computed + measurer.reused
+        return RunCancelled(str(record.out_dir), "cancelled", kept=kept)
+    record.status = "finished"
+    record.write()
+    return RunFinished(
+        str(record.out_dir),
+        record.ranking,
+        tuple(record.failures()),
+        record.seconds,
+        computed=measurer.computed,
+        reused=measurer.reused,
     )
-    for name in names:
-        for p in run.record.models[name].points:
-            if p.size == 0:
-                policy.observe(name, 0, p.loss, cost=0.0)
-    run.record.policy = _policy_account(policy, ad.budget, running=True)
-    reported = 0
 
-    def eliminations() -> Iterator[Event]:
+
+class _Loop:
+    """The one loop: the policy picks each point, the measurer measures it, laws are refit.
+
+    A new point is refitted at once. Reused points are refitted together when
+    the run moves on to another model (or ends), so a fully reused model costs
+    one refit, not one per point. A model's weights are released when the run
+    moves on to another model, so one model is in memory at a time.
+    """
+
+    def __init__(self, measurer: Measurer, policy: Policy, total: int) -> None:
+        self.m = measurer
+        self.policy = policy
+        self.total = total
+        self.taken = 0
+        self.reported = 0
+        self.current: Candidate | None = None
+        self.seen: set[str] = set()
+        self.pending: str | None = None
+        """A model whose reused points are not refitted yet."""
+
+    def run(self) -> Iterator[Event]:
+        try:
+            while not self.m.controls.cancel.is_set():
+                step = self.policy.next_point()
+                yield from self._eliminations()
+                if step is None:
+                    break
+                self.taken += 1
+                yield from self._one(*step)
+            yield from self._flush()
+        finally:
+            self._switch(None)
+
+    def _one(self, name: str, size: int) -> Iterator[Event]:
+        if name != self.pending:
+            yield from self._flush()
+        rec = self.m.record.models[name]
+        try:
+            cand = yield from self._enter(name)
+            index = self.taken + self.policy.dropped
+            yield PointStarted(name, size, index, self.total)
+            reused = self.m.reuse(cand, size)
+            if reused is not None:
+                self.pending = name
+                yield reused
+                self.m.record.write()
+            else:
+                yield from self.m.train(cand, size)
+                if rec.point(size) is not None:
+                    yield from refit(self.m.config, self.m.record, name)
+                    self.pending = None
+                    self.m.record.write()
+        except ModelFailure as failure:
+            yield from self._fail(rec, str(failure))
+        yield from self._observe(rec, size)
+
+    def _enter(self, name: str) -> Iterator[Event]:
+        """The model's Candidate: resolved and NTK-probed on its first point."""
+        if self.current is not None and self.current.rec.model == name:
+            return self.current
+        self._switch(None)
+        if self.m.record.models[name].failed is not None:
+            raise ModelFailure(self.m.record.models[name].failed or "failed")
+        cand = self.m.resolve(name)
+        self._switch(cand)
+        if name not in self.seen:
+            self.seen.add(name)
+            if self.m.config.ntk.enabled and not self.m.controls.cancel.is_set():
+                yield from self.m.ntk(cand)
+        return cand
+
+    def _switch(self, cand: Candidate | None) -> None:
+        if self.current is not None:
+            self.current.release()
+        self.current = cand
+
+    def _observe(self, rec: ModelRecord, size: int) -> Iterator[Event]:
+        """Tell the policy what the point measured (or that the model is out)."""
+        point = rec.point(size)
+        if rec.failed is not None or point is None:
+            self.policy.fail(rec.model, rec.failed or f"no point at size {size}")
+            return
+        tokens = point.measured.train_tokens
+        params = rec.params or 1.0
+        charged = 6.0 * params * tokens if tokens > 0 else None
+        if size == 0:
+            charged = 0.0
+        self.policy.observe(rec.model, size, point.measured.loss, cost=charged)
+        if isinstance(self.policy, ZeroShotFirst) and self.policy.policy is not None:
+            self.m.record.policy = policy_account(self.policy.policy, self.m.config, running=True)
+            self.m.record.write()
+        yield from self._eliminations()
+
+    def _eliminations(self) -> Iterator[Event]:
         # Racing eliminates in observe(), successive halving in next_point(): report
         # every elimination the policy has recorded since the last call, wherever made.
-        nonlocal reported
-        made = policy.eliminated
-        for e in made[reported:]:
+        made = self.policy.eliminated
+        for e in made[self.reported :]:
             yield ModelEliminated(e.model, e.reason, e.compute_saved)
-        reported = len(made)
+        self.reported = len(made)
 
-    while not run.cancel.is_set():
-        step = policy.next_point()
-        yield from eliminations()
-        if step is None:
-            break
-        name, size = step
-        yield from one_point(name, size, index)
-        index += 1
-        rec = run.record.models[name]
-        point = next((p for p in rec.points if p.size == size), None)
-        if rec.failed is not None or point is None:
-            policy.fail(name, rec.failed or f"no point at size {size}")
-            continue
-        charged = 6.0 * params[name] * point.train_tokens if point.train_tokens > 0 else None
-        policy.observe(name, size, point.loss, cost=charged)
-        run.record.policy = _policy_account(policy, ad.budget, running=True)
-        run.record.write()
-        yield from eliminations()
-    if run.cancel.is_set():
-        run.record.policy = {**_policy_account(policy, ad.budget), "stop_reason": "cancelled"}
+    def _flush(self) -> Iterator[Event]:
+        name, self.pending = self.pending, None
+        if name is not None and self.m.record.models[name].failed is None:
+            yield from refit(self.m.config, self.m.record, name)
+            self.m.record.write()
+
+    def _fail(self, rec: ModelRecord, reason: str) -> Iterator[Event]:
+        rec.failed = reason
+        if self.pending == rec.model:
+            self.pending = None
+        self._switch(None)
+        yield ModelFailed(rec.model, reason)
+        if any(e.model == rec.model for e in self.m.record.ranking):
+            yield from refit(self.m.config, self.m.record, None)  # drop it from the ranking
+        self.m.record.write()
+
+
+def _adaptive_builder(
+    measurer: Measurer, sizes: list[int]
+) -> Callable[[list[str]], AdaptivePolicy]:
+    """Build the adaptive policy once every model's zero-shot point is in.
+
+    Cost is the live charge, 6 x parameters x training tokens per point
+    (evaluation is left out: the ladder and full fine-tuning evaluate alike).
+    Before a model's first trained point its cost per sample is guessed from its
+    zero-shot point; the policy then re-measures it from every point it is charged.
+    With ``adaptive.budget`` set the policy never starts a point whose estimated
+    cost would take the run past that fraction of full fine-tuning.
+    """
+    config = measurer.config
+    ad = config.adaptive
+
+    def build(names: list[str]) -> AdaptivePolicy:
+        unit = {n: _unit_cost_guess(measurer, n) for n in names}
+        policy = AdaptivePolicy(
+            names,
+            sizes,
+            config.target,
+            unit,
+            selector_predictor(config.selector, config.target),
+            AdaptiveConfig(
+                gamma=ad.gamma,
+                tau=ad.tau,
+                confidence=ad.confidence,
+                min_points=ad.min_points_for(len(sizes)),
+                max_cost_fraction=ad.budget,
+                **({"schedule": ad.schedule} if ad.schedule is not None else {}),
+            ),
+        )
+        measurer.record.policy = policy_account(policy, config, running=True)
+        return policy
+
+    return build
+
+
+def _policy_stopped(measurer: Measurer, policy: AdaptivePolicy) -> Iterator[Event]:
+    """PolicyStopped (and ``policy`` in results.json): why, what it spent, what it saved."""
+    config = measurer.config
+    if measurer.controls.cancel.is_set():
+        account = {**policy_account(policy, config), "stop_reason": "cancelled"}
+        measurer.record.policy = account
         return
-    account = _policy_account(policy, ad.budget)
-    run.record.policy = account
-    run.record.write()
+    account = policy_account(policy, config)
+    measurer.record.policy = account
+    measurer.record.write()
     yield PolicyStopped(
         reason=account["stop_reason"],
         cost=account["cost"],
@@ -293,32 +337,37 @@ def _run_adaptive(run: _Run, sizes: list[int], total: int) -> Iterator[Event]:
         cost_fraction=account["cost_fraction"],
         compute_saved=account["compute_saved"],
         ladder_cost=account["ladder_cost"],
-        budget=ad.budget,
+        budget=config.adaptive.budget,
         eliminated=tuple((e["model"], e["reason"]) for e in account["eliminated"]),
     )
 
 
-def _unit_cost_guess(run: _Run, name: str, params: float) -> float:
+def _unit_cost_guess(measurer: Measurer, name: str) -> float:
     """Training cost per sample before any is measured: 6 x params x tokens per example.
 
     Tokens per example come from the model's zero-shot point (non-pad tokens over
     the test examples, which are drawn like the training ones); without one, the
     configured max_length (an upper bound).
     """
-    rec = run.record.models[name]
-    zero = next((p for p in rec.points if p.size == 0 and p.eval_tokens > 0), None)
-    n_test = len(getattr(run.task, "test", ()) or ()) or run.config.data.test_size
-    per_example = zero.eval_tokens / n_test if zero is not None else run.config.data.max_length
+    rec = measurer.record.models[name]
+    params = rec.params or 1.0
+    zero = next((p for p in rec.points if p.size == 0 and p.measured.eval_tokens > 0), None)
+    n_test = len(getattr(measurer.task, "test", ()) or ()) or measurer.config.data.test_size
+    per_example = (
+        zero.measured.eval_tokens / n_test if zero is not None else measurer.config.data.max_length
+    )
     return 6.0 * params * max(per_example, 1.0)
 
 
-def _policy_account(policy: Any, budget: float | None, *, running: bool = False) -> dict[str, Any]:
+def policy_account(
+    policy: AdaptivePolicy, config: RunConfig, *, running: bool = False
+) -> dict[str, Any]:
     """The policy's state as results.json records it: spend, stop reason, eliminations."""
     res = policy.result()
     return {
         "name": "adaptive",
         "config": dataclasses.asdict(res.config),
-        "budget": budget,
+        "budget": config.adaptive.budget,
         "stop_reason": "running" if running else res.stop_reason,
         "cost": res.cost,
         "full_cost": res.full_cost,
@@ -347,404 +396,8 @@ def _policy_account(policy: Any, budget: float | None, *, running: bool = False)
     }
 
 
-def ntk_settings(config: RunConfig) -> dict[str, Any]:
-    """What decides a model's NTK spectrum besides the model and the data fingerprint."""
-    return {
-        "probe_size": config.ntk.probe_size,
-        "projection_dim": config.ntk.projection_dim,
-        "seed": config.ntk.seed,
-        "max_length": config.data.max_length,
-    }
-
-
-class _Run:
-    """The state one run shares across models: data, store, record, cancel, counters."""
-
-    def __init__(
-        self,
-        config: RunConfig,
-        task: Any,
-        store: Store,
-        record: RunRecord,
-        cancel: threading.Event,
-        device: str,
-    ) -> None:
-        self.config = config
-        self.task = task
-        self.store = store
-        self.record = record
-        self.cancel = cancel
-        self.device = device
-        self.stop = threading.Event()  # what training threads watch (cancel or generator closed)
-        self.hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
-        self.computed = 0
-        self.reused = 0
-
-    def model(self, name: str, sizes: list[int], index: int, total: int) -> Iterator[Event]:
-        """One candidate: resolve, NTK probe, then every planned size (reusing stored points)."""
-        from core.training import models as models_mod
-
-        rec = self.record.models[name]
-        try:
-            spec = models_mod.resolve_model(name)
-        except Exception as exc:
-            yield from self._fail(rec, one_line(exc))
-            return
-        rec.params = float(spec.params) if spec.params else None
-        rec.family = spec.family
-        # (model, tokenizer), loaded on first need only: a fully reused model never loads.
-        loaded = _Lazy(functools.partial(models_mod.load_model, spec, self.device))
-        try:
-            if self.config.ntk.enabled and not self.cancel.is_set():
-                yield from self._ntk(rec, spec, loaded)
-            dirty = False
-            for size in sizes:
-                if self.cancel.is_set() or rec.failed is not None:
-                    break
-                index += 1
-                yield PointStarted(name, size, index, total)
-                key = PointKey(
-                    name, self.task.fingerprint, size, self.config.train.seed, self.hparams_hash
-                )
-                stored = self.store.get_point(key)
-                if stored is not None:
-                    self.reused += 1
-                    rec.add_point(_point_record(stored, reused=True))
-                    dirty = True
-                    yield PointFinished(name, size, stored.loss, stored.flops, stored.seconds, True)
-                    self.record.write()
-                    continue
-                yield from self._point(rec, spec, loaded, key)
-                if rec.failed is None and any(p.size == size for p in rec.points):
-                    yield from _refit(self.config, self.record, name)
-                    dirty = False
-                    self.record.write()
-            if rec.failed is None and dirty:
-                yield from _refit(self.config, self.record, name)
-                self.record.write()
-        except _ModelFailure as failure:
-            yield from self._fail(rec, str(failure))
-        finally:
-            loaded.value = None  # free the weights before the next model
-
-    def _fail(self, rec: ModelRecord, reason: str) -> Iterator[Event]:
-        rec.failed = reason
-        yield ModelFailed(rec.model, reason)
-        if any(e.model == rec.model for e in self.record.ranking):
-            yield from _refit(self.config, self.record, None)  # drop it from the ranking
-        self.record.write()
-
-    def _load(self, loaded: _Lazy) -> Any:
-        try:
-            return loaded.get()
-        except Exception as exc:
-            raise _ModelFailure(one_line(exc)) from exc
-
-    def _point(self, rec: ModelRecord, spec: Any, loaded: _Lazy, key: PointKey) -> Iterator[Event]:
-        """Train and measure one new point in a worker thread; store it in one transaction."""
-        from core.training import point as train_mod
-        from core.training.loop import Cancelled
-
-        pair = self._load(loaded)
-        config = self.config
-        outcome: dict[str, Any] = {}
-        yield from _polled(
-            lambda on_progress: train_mod.train_point(
-                spec,
-                self.task,
-                key.size,
-                config.train,
-                config.data,
-                device=self.device,
-                cancel=self.stop,
-                on_progress=on_progress,
-                model_and_tokenizer=pair,
-            ),
-            rec.model,
-            key.size,
-            self.cancel,
-            self.stop,
-            outcome,
-        )
-        if "error" in outcome:
-            exc = outcome["error"]
-            if isinstance(exc, Cancelled) or self.cancel.is_set():
-                return
-            reason = one_line(exc)
-            yield PointFailed(rec.model, key.size, reason)
-            raise _ModelFailure(f"point at size {key.size} failed: {reason}")
-        res = outcome["result"]
-        stored = self.store.put_point(key, **measurements(res), hparams=res.hparams)
-        self.computed += 1
-        rec.add_point(_point_record(stored, reused=False))
-        yield PointFinished(rec.model, key.size, res.loss, res.flops, res.seconds, False)
-
-    def _ntk(self, rec: ModelRecord, spec: Any, loaded: _Lazy) -> Iterator[Event]:
-        """The model's NTK spectrum on the probe set: from the store, or computed once.
-
-        A failed probe is reported (ok=False, with the reason) and the model goes
-        on without a spectrum, so its law falls back to F free.
-        """
-        try:
-            from core.training import ntk as ntk_mod
-        except ImportError:  # the NTK probe is optional
-            return
-        from core.training.data import make_batch
-
-        settings = ntk_settings(self.config)
-        fp = self.task.fingerprint
-        got = self.store.get_spectrum(rec.model, fp, settings)
-        if got is not None:
-            rec.spectrum = NTKSpectrum.from_dict(got.spectrum)
-            rec.ntk = {**got.summary, "reused": True}
-            yield _ntk_event(rec.model, got.summary)
-            return
-        model, tokenizer = self._load(loaded)
-        outcome: dict[str, Any] = {}
-        cfg = self.config
-
-        def probe(on_progress: Callable[..., None]) -> Any:
-            batch = make_batch(
-                self.task,
-                tokenizer,
-                spec.kind,
-                cfg.ntk.probe_size,
-                max_length=cfg.data.max_length,
-            )
-            return ntk_mod.probe_ntk(
-                model, batch, projection_dim=cfg.ntk.projection_dim, seed=cfg.ntk.seed
-            )
-
-        yield from _polled(probe, rec.model, -1, self.cancel, self.stop, outcome)
-        if "error" in outcome:
-            reason = one_line(outcome["error"])
-            rec.ntk = {"ok": False, "reason": reason}
-            yield NTKComputed(rec.model, 0, math.nan, (), math.nan, 0.0, ok=False, reason=reason)
-            return
-        result = outcome["result"]
-        try:
-            spectrum = result.spectrum
-            if not all(math.isfinite(x) for x in (*spectrum.eigenvalues, *spectrum.weights)):
-                raise ValueError("the NTK spectrum is not finite")
-        except Exception as exc:
-            reason = one_line(exc)
-            rec.ntk = {"ok": False, "reason": reason}
-            yield NTKComputed(
-                rec.model, result.n, math.nan, (), math.nan, result.seconds, ok=False, reason=reason
-            )
-            return
-        summary = {
-            "ok": True,
-            "n": result.n,
-            "trace": spectrum.trace,
-            "top_eigenvalues": list(spectrum.top(5)),
-            "effective_rank": spectrum.effective_rank,
-            "seconds": result.seconds,
-            "flops": result.flops,
-            "path": result.path,
-            "projection_dim": result.projection_dim,
-        }
-        self.store.put_spectrum(rec.model, fp, settings, spectrum.to_dict(), summary)
-        rec.spectrum = spectrum
-        rec.ntk = {**summary, "reused": False}
-        yield _ntk_event(rec.model, summary)
-
-
-class _ModelFailure(Exception):
-    """Internal: this model cannot go on (load error, failed point); carries the reason."""
-
-
-def _ntk_event(model: str, summary: dict[str, Any]) -> NTKComputed:
-    return NTKComputed(
-        model=model,
-        n=int(summary.get("n", 0)),
-        trace=float(summary.get("trace", math.nan)),
-        top_eigenvalues=tuple(float(x) for x in summary.get("top_eigenvalues", ())),
-        effective_rank=float(summary.get("effective_rank", math.nan)),
-        seconds=float(summary.get("seconds", 0.0)),
-    )
-
-
-class _Lazy:
-    """A value built on first use (a model's weights: skipped when every point is reused)."""
-
-    def __init__(self, build: Callable[[], Any]) -> None:
-        self.build = build
-        self.value: Any = None
-
-    def get(self) -> Any:
-        if self.value is None:
-            self.value = self.build()
-        return self.value
-
-
-def _polled(
-    start: Callable[[Callable[..., None]], Any],
-    model: str,
-    size: int,
-    cancel: threading.Event,
-    stop: threading.Event,
-    outcome: dict[str, Any],
-) -> Iterator[Event]:
-    """Run ``start`` in a thread; yield throttled progress; put its result or error in outcome.
-
-    ``size`` -1 marks work that is not a point (the NTK probe): no progress events.
-    """
-    latest: list[tuple[int, int, float]] = []
-
-    def on_progress(step: int, total_steps: int, train_loss: float) -> None:
-        latest[:] = [(int(step), int(total_steps), float(train_loss))]
-
-    def target() -> None:
-        try:
-            outcome["result"] = start(on_progress)
-        except BaseException as exc:  # reported as a point failure, never lost
-            outcome["error"] = exc
-
-    stop.clear()
-    worker = threading.Thread(target=target, name=f"train {model}@{size}", daemon=True)
-    worker.start()
-    last_emit = 0.0
-    last_sent: tuple[int, int, float] | None = None
-    try:
-        while worker.is_alive():
-            worker.join(0.05)
-            if cancel.is_set():
-                stop.set()
-            now = time.monotonic()
-            if (
-                size >= 0
-                and latest
-                and latest[0] != last_sent
-                and now - last_emit >= PROGRESS_INTERVAL
-            ):
-                last_sent = latest[0]
-                last_emit = now
-                yield PointProgress(model, size, *last_sent)
-    finally:
-        # Closed early (consumer gone) or done: make sure training stops before we return.
-        if worker.is_alive():
-            stop.set()
-            worker.join()
-
-
-def _refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[Event]:
-    """Refit every live curve with the configured selector; report ``model``'s law and phase."""
-    from core.science.selectors import select
-
-    live = [m for m in record.models.values() if m.failed is None and m.curve().sizes]
-    if not live:
-        record.ranking = ()
-        return
-    curves = [m.curve() for m in live]
-    budget = max(max(c.sizes) for c in curves)
-    if budget <= 0:  # only zero-shot points so far: nothing to fit a law to yet
-        selection = None
-        reason = "only the zero-shot point so far"
-    else:
-        try:
-            selection = select(
-                config.selector, curves, budget=budget, target=config.target, seed=config.train.seed
-            )
-            reason = ""
-        except Exception as exc:  # a selector problem is a result with a reason, not a crash
-            selection = None
-            reason = f"{config.selector} selection failed: {one_line(exc)}"
-    if selection is None:
-        if model is not None:
-            yield LawFitted(model=model, law=config.selector, params=(), ok=False, reason=reason)
-            yield PhaseDetected(model, None, 0.0)
-        yield RankingUpdated(record.ranking)
-        return
-    record.selector = {
-        "method": selection.method,
-        "budget": selection.budget,
-        "target": selection.target,
-        "seconds": selection.seconds,
-    }
-    for rec, curve, pred in zip(live, curves, selection.predictions, strict=True):
-        _update_model(rec, curve, pred, config.target)
-    by_model = {p.model: p for p in selection.predictions}
-    entries = []
-    for rank, name in enumerate(selection.ranking, start=1):
-        p = by_model[name]
-        entries.append(
-            RankEntry(rank, name, _num(p.predicted), _num(p.low), _num(p.high), _num(p.score))
-        )
-    record.ranking = tuple(entries)
-    if model is not None and model in by_model:
-        rec = record.models[model]
-        pred = by_model[model]
-        law = rec.law or {}
-        yield LawFitted(
-            model=model,
-            law=str(law.get("law", config.selector)),
-            params=tuple(sorted((k, float(v)) for k, v in (law.get("params") or {}).items())),
-            ok=bool(law.get("ok", False)) and bool(pred.ok),
-            residual=_num(law.get("residual")),
-            predicted_target=_num(pred.predicted),
-            interval=(_num(pred.low), _num(pred.high)),
-            reason=str(law.get("reason") or pred.reason or ""),
-            curve=_sample_law(getattr(pred, "fit", None), rec.curve().sizes, config.target),
-        )
-        tr = rec.transition or {}
-        yield PhaseDetected(model, tr.get("size"), _num(tr.get("confidence"), 0.0))
-    yield RankingUpdated(record.ranking)
-
-
-def _sample_law(fit: Any, sizes: Any, target: int, n: int = 48) -> tuple[tuple[float, float], ...]:
-    """The fitted law at ``n`` log-spaced sizes from the smallest trained one to the target."""
-    if fit is None or not fit.ok:
-        return ()
-    trained = [float(s) for s in sizes if s > 0]
-    if not trained or target <= min(trained):
-        return ()
-    grid = np.geomspace(min(trained), float(target), n)
-    losses = np.asarray(fit.predict(grid), dtype=float)
-    return tuple(
-        (float(x), float(y))
-        for x, y in zip(grid, losses, strict=True)
-        if math.isfinite(y) and y > 0
-    )
-
-
-def _update_model(rec: ModelRecord, curve: Curve, pred: Any, target: int) -> None:
-    fit = getattr(pred, "fit", None)
-    if fit is not None:
-        rec.law = {
-            "law": fit.law,
-            "params": {k: float(v) for k, v in fit.params.items()},
-            "ok": bool(fit.ok),
-            "residual": _num(fit.residual),
-            "reason": fit.reason or "",
-        }
-    else:
-        rec.law = {"law": None, "params": {}, "ok": False, "residual": None, "reason": pred.reason}
-    # The phase call with its confidence comes from core.science.phase; a selector that
-    # places the transition itself (e.g. ATS) is recorded alongside.
-    tr = detect_transition(curve)
-    rec.transition = {"size": tr.size, "confidence": tr.confidence, "reason": tr.reason}
-    if pred.transition is not None and pred.transition != tr.size:
-        rec.transition["selector_size"] = int(pred.transition)
-    rec.prediction = {
-        "target": target,
-        "predicted": _num(pred.predicted),
-        "low": _num(pred.low),
-        "high": _num(pred.high),
-        "score": _num(pred.score),
-        "ok": bool(pred.ok),
-        "reason": pred.reason or "",
-    }
-
-
-def _point_record(stored: Any, *, reused: bool) -> PointRecord:
-    return PointRecord(size=stored.key.size, **measurements(stored), reused=reused)
-
-
-def _clip_ladder(task: Any, sizes: list[int]) -> tuple[list[int], list[str]]:
+def _clip_ladder(task: TaskData, sizes: list[int]) -> tuple[list[int], list[str]]:
     """Drop ladder sizes the training split cannot supply, with a warning saying so."""
-    from core.training.data import DataError
-
     kept, dropped = task.clip_ladder(sizes)
     if not kept:
         raise DataError(
@@ -765,10 +418,3 @@ def _device(name: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _num(value: Any, default: float = float("nan")) -> float:
-    try:
-        return default if value is None else float(value)
-    except (TypeError, ValueError):
-        return default

@@ -18,42 +18,55 @@ dependency-free store is one less thing to break on a GPU box.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import StoreError
+from core.errors import StoreError, one_line
+from core.events import PointMeasurements
 
-SCHEMA_VERSION = 1
-"""Bumped whenever the tables change; an older or newer store is refused, not guessed at."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the tables change; a newer store is refused, not guessed at. Version 1
+lacked the train_loss and val_loss columns; it is upgraded in place (they read as NULL)."""
 
-STORE_NAME = "store.sqlite"
-"""The store's file name inside a run's output directory."""
+_KEY_COLUMNS = (
+    ("model", "TEXT NOT NULL"),
+    ("fingerprint", "TEXT NOT NULL"),
+    ("size", "INTEGER NOT NULL"),
+    ("seed", "INTEGER NOT NULL"),
+    ("hparams_hash", "TEXT NOT NULL"),
+)
+"""PointKey's fields as columns, in PointKey's order."""
+
+_SQL_TYPES: dict[object, str] = {
+    float: "REAL NOT NULL",
+    int: "INTEGER NOT NULL",
+    str: "TEXT NOT NULL",
+    float | None: "REAL",
+    int | None: "INTEGER",
+    dict[str, Any]: "TEXT NOT NULL",  # JSON
+}
+
+MEASURED: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(PointMeasurements)
+"""A point's measurements: one column each, declared by core.events.PointMeasurements."""
+
+_HINTS = typing.get_type_hints(PointMeasurements)
+_MEASURED_COLUMNS = tuple((f.name, _SQL_TYPES[_HINTS[f.name]]) for f in MEASURED)
+_POINT_COLUMNS = (*_KEY_COLUMNS, *_MEASURED_COLUMNS, ("created", "REAL NOT NULL"))
+_POINT_NAMES = ", ".join(name for name, _ in _POINT_COLUMNS)
 
 _SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS points (
-    model         TEXT    NOT NULL,
-    fingerprint   TEXT    NOT NULL,
-    size          INTEGER NOT NULL,
-    seed          INTEGER NOT NULL,
-    hparams_hash  TEXT    NOT NULL,
-    loss          REAL    NOT NULL,
-    flops         REAL    NOT NULL,
-    seconds       REAL    NOT NULL,
-    steps         INTEGER NOT NULL,
-    train_tokens  INTEGER NOT NULL,
-    eval_tokens   INTEGER NOT NULL,
-    hparams       TEXT    NOT NULL,
-    created       REAL    NOT NULL,
-    PRIMARY KEY (model, fingerprint, size, seed, hparams_hash)
-)""",
+    "CREATE TABLE IF NOT EXISTS points (\n    "
+    + ",\n    ".join(f"{name} {sql}" for name, sql in _POINT_COLUMNS)
+    + ",\n    PRIMARY KEY (model, fingerprint, size, seed, hparams_hash)\n)",
     """
 CREATE TABLE IF NOT EXISTS spectra (
     model         TEXT    NOT NULL,
@@ -66,16 +79,6 @@ CREATE TABLE IF NOT EXISTS spectra (
     PRIMARY KEY (model, fingerprint, settings_hash)
 )""",
 )
-
-
-MEASURED: tuple[str, ...] = ("loss", "flops", "seconds", "steps", "train_tokens", "eval_tokens")
-"""A point's measurements, in column order: what training reports, the store keeps and
-results.json shows (train.PointResult, StoredPoint and results.PointRecord share them)."""
-
-
-def measurements(point: Any) -> dict[str, Any]:
-    """The ``MEASURED`` fields of any point record, by name, to pass a point along."""
-    return {name: getattr(point, name) for name in MEASURED}
 
 
 def settings_hash(settings: Mapping[str, Any]) -> str:
@@ -97,16 +100,10 @@ class PointKey:
 
 @dataclass(frozen=True)
 class StoredPoint:
-    """A finished point as stored: its key, its measurements and its hyperparameters."""
+    """A finished point as stored: its key, its measurements and when it was written."""
 
     key: PointKey
-    loss: float
-    flops: float
-    seconds: float
-    steps: int
-    train_tokens: int
-    eval_tokens: int
-    hparams: dict[str, Any]
+    measured: PointMeasurements
     created: float
 
 
@@ -129,6 +126,14 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._open()
+        except BaseException:
+            if (db := getattr(self, "_db", None)) is not None:
+                db.close()
+            raise
+
+    def _open(self) -> None:
+        with self._guard("open"):
             # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE),
             # so a point's row is committed exactly when we say and never implicitly.
             # check_same_thread=False: the store is used by one thread at a time, but
@@ -139,17 +144,77 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+            if not 0 <= version <= SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: store schema version {version}, this program reads "
                     f"version {SCHEMA_VERSION}; use a new output directory"
                 )
+            # A damaged page would otherwise surface mid-run, after results.json was
+            # touched; quick_check reads every page once (milliseconds for a run's store).
+            check = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
             with self._transaction():
                 for statement in _SCHEMA:
                     self._db.execute(statement)
+                self._check_columns()
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _check_columns(self) -> None:
+        """Refuse tables that exist under our names but hold other columns.
+
+        An older store of ours lacks only measurements added since, all nullable:
+        each gets its column (reading as NULL), so its points are still reused.
+        Points are read by column name, so the order columns were added in is free.
+        """
+        for table, statement in zip(("points", "spectra"), _SCHEMA, strict=True):
+            have = [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+            want = _columns(statement)
+            added = dict(_MEASURED_COLUMNS) if table == "points" else {}
+            missing = [c for c in want if c not in have]
+            if set(have) <= set(want) and all(
+                "NOT NULL" not in added.get(c, "NOT NULL") for c in missing
+            ):
+                for name in missing:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {added[name]}")
+                continue
+            raise StoreError(
+                f"{self.path}: table {table!r} has columns {', '.join(have)}, not the "
+                f"store's ({', '.join(want)}); not a lensllm-tui store of this version, "
+                "use a new output directory"
+            )
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn SQLite's and a bad row's exceptions into one ``StoreError`` line that says what to do."""
+        try:
+            yield
+        except StoreError:
+            raise
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable results store ({exc})") from None
+            raise StoreError(self._explain(exc, doing)) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # a row that is not ours
+            raise StoreError(
+                f"{self.path}: a stored row is not valid ({one_line(exc)}); the store was "
+                "written by something else: move it aside and rerun to recompute its points"
+            ) from None
+
+    def _explain(self, exc: sqlite3.DatabaseError, doing: str) -> str:
+        code = getattr(exc, "sqlite_errorcode", None)
+        what = " ".join(str(exc).replace("*", "").split())
+        if code == sqlite3.SQLITE_FULL:
+            return (
+                f"{self.path}: disk full while the store was being written; finished points "
+                "are kept: free some space and rerun with the same --out to resume"
+            )
+        if code == sqlite3.SQLITE_READONLY:
+            return f"{self.path}: read-only; the run directory must be writable"
+        if doing == "open" and code == sqlite3.SQLITE_NOTADB:
+            return f"{self.path}: not a usable results store ({what}); use a new output directory"
+        return (
+            f"{self.path}: the results store is damaged ({what}); move it aside and rerun to "
+            "recompute its points (sqlite3's .recover may save them); results.json is kept"
+        )
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -177,25 +242,18 @@ class Store:
     # -- points ---------------------------------------------------------------
 
     def get_point(self, key: PointKey) -> StoredPoint | None:
+        with self._guard("read"):
+            return self._get_point(key)
+
+    def _get_point(self, key: PointKey) -> StoredPoint | None:
         row = self._db.execute(
-            "SELECT * FROM points WHERE model=? AND fingerprint=? AND size=? AND seed=? "
-            "AND hparams_hash=?",
+            f"SELECT {_POINT_NAMES} FROM points WHERE model=? AND fingerprint=? AND size=? "
+            "AND seed=? AND hparams_hash=?",
             (key.model, key.fingerprint, key.size, key.seed, key.hparams_hash),
         ).fetchone()
         return None if row is None else _point(row)
 
-    def put_point(
-        self,
-        key: PointKey,
-        *,
-        loss: float,
-        flops: float,
-        seconds: float,
-        steps: int,
-        train_tokens: int,
-        eval_tokens: int,
-        hparams: Mapping[str, Any],
-    ) -> StoredPoint:
+    def put_point(self, key: PointKey, measured: PointMeasurements) -> StoredPoint:
         """Record a finished point in one transaction (replacing an older identical key)."""
         row = (
             key.model,
@@ -203,32 +261,36 @@ class Store:
             int(key.size),
             int(key.seed),
             key.hparams_hash,
-            float(loss),
-            float(flops),
-            float(seconds),
-            int(steps),
-            int(train_tokens),
-            int(eval_tokens),
-            json.dumps(dict(hparams), sort_keys=True, default=str),
+            *(_encode(getattr(measured, f.name), _HINTS[f.name]) for f in MEASURED),
             time.time(),
         )
-        with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO points VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        marks = ",".join("?" * len(row))
+        with self._guard("write"), self._transaction() as db:
+            db.execute(f"INSERT OR REPLACE INTO points ({_POINT_NAMES}) VALUES ({marks})", row)
         return _point(row)  # read back as a stored row would be
 
     def points(self, model: str | None = None) -> list[StoredPoint]:
         """All stored points (of one model if given), by model then size."""
+        with self._guard("read"):
+            return self._points(model)
+
+    def _points(self, model: str | None) -> list[StoredPoint]:
+        select = f"SELECT {_POINT_NAMES} FROM points"
         if model is None:
-            rows = self._db.execute("SELECT * FROM points ORDER BY model, size, created")
+            rows = self._db.execute(f"{select} ORDER BY model, size, created")
         else:
-            rows = self._db.execute(
-                "SELECT * FROM points WHERE model=? ORDER BY size, created", (model,)
-            )
+            rows = self._db.execute(f"{select} WHERE model=? ORDER BY size, created", (model,))
         return [_point(r) for r in rows.fetchall()]
 
     # -- NTK spectra ----------------------------------------------------------
 
     def get_spectrum(
+        self, model: str, fingerprint: str, settings: Mapping[str, Any]
+    ) -> StoredSpectrum | None:
+        with self._guard("read"):
+            return self._get_spectrum(model, fingerprint, settings)
+
+    def _get_spectrum(
         self, model: str, fingerprint: str, settings: Mapping[str, Any]
     ) -> StoredSpectrum | None:
         row = self._db.execute(
@@ -251,7 +313,7 @@ class Store:
         summary: Mapping[str, Any],
     ) -> None:
         """Record a model's NTK spectrum in one transaction."""
-        with self._transaction() as db:
+        with self._guard("write"), self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO spectra VALUES (?,?,?,?,?,?,?)",
                 (
@@ -270,17 +332,39 @@ class Store:
         return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def _point(row: tuple[Any, ...]) -> StoredPoint:
-    """A ``points`` row (the table's column order) as a StoredPoint."""
+def _columns(statement: str) -> list[str]:
+    """The column names of a ``CREATE TABLE`` statement of ``_SCHEMA``, in order."""
+    body = statement[statement.index("(") + 1 :]
+    return [
+        line.split()[0]
+        for line in body.splitlines()
+        if line.strip() and line.startswith("    ") and not line.strip().startswith("PRIMARY")
+    ]
+
+
+def _encode(value: Any, hint: object) -> Any:
+    """A measurement as its column holds it (JSON for a dict, None kept)."""
+    if value is None:
+        return None
+    if hint == dict[str, Any]:
+        return json.dumps(dict(value), sort_keys=True, default=str)
+    return int(value) if hint in (int, int | None) else float(value)
+
+
+def _decode(value: Any, hint: object) -> Any:
+    if value is None:
+        return None
+    if hint == dict[str, Any]:
+        return json.loads(value)
+    return int(value) if hint in (int, int | None) else float(value)
+
+
+def _point(row: Sequence[Any]) -> StoredPoint:
+    """A ``points`` row (in ``_POINT_COLUMNS`` order) as a StoredPoint."""
+    n = len(_KEY_COLUMNS)
     key = PointKey(row[0], row[1], int(row[2]), int(row[3]), row[4])
-    return StoredPoint(
-        key,
-        float(row[5]),
-        float(row[6]),
-        float(row[7]),
-        int(row[8]),
-        int(row[9]),
-        int(row[10]),
-        json.loads(row[11]),
-        float(row[12]),
+    values = row[n : n + len(MEASURED)]
+    measured = PointMeasurements(
+        **{f.name: _decode(v, _HINTS[f.name]) for f, v in zip(MEASURED, values, strict=True)}
     )
+    return StoredPoint(key, measured, float(row[-1]))

@@ -92,10 +92,13 @@ def read_wide_csv(path: str | Path) -> list[Curve]:
     if not rows:
         raise CurveTableError(f"{p}: empty file")
     header = [h.strip() for h in rows[0]]
-    size_cols = [(i, int(h)) for i, h in enumerate(header) if h.isdigit()]
-    if not size_cols:
-        raise CurveTableError(f"{p}: no numeric size columns (expected '0,200,400,...')")
-    name_i = header.index(NAME_COLUMN) if NAME_COLUMN in header else 0
+    size_cols = _size_columns(p, header)
+    if NAME_COLUMN not in header:
+        raise CurveTableError(
+            f"{p}: no {NAME_COLUMN!r} column; the header must start with "
+            f"'{NAME_COLUMN},0,200,...' so that model names are not taken from a loss column"
+        )
+    name_i = header.index(NAME_COLUMN)
     params_i = header.index("size") if "size" in header else None
     family_i = header.index("family") if "family" in header else None
     curves: list[Curve] = []
@@ -151,6 +154,42 @@ def read_wide_csv(path: str | Path) -> list[Curve]:
     if not curves:
         raise CurveTableError(f"{p}: no model rows")
     return curves
+
+
+def _size_columns(path: Path, header: list[str]) -> list[tuple[int, int]]:
+    """(column index, size) of every size column; a header that looks numeric must be one.
+
+    A size header is a whole, non-negative number of samples ("0", "200"). A header
+    such as "2e2", "200.5" or "-200" is refused rather than skipped: dropping that
+    column would silently change every fitted law.
+    """
+    cols: list[tuple[int, int]] = []
+    seen: dict[int, str] = {}
+    for i, h in enumerate(header):
+        if h.isdecimal() and h.isascii():
+            size = int(h)
+        elif _looks_numeric(h):
+            raise CurveTableError(
+                f"{path}: column header {h!r} is not a size (sizes are whole, non-negative "
+                "numbers of samples, written as digits: 0,200,400,...)"
+            )
+        else:
+            continue
+        if size in seen:
+            raise CurveTableError(f"{path}: size {size} has two columns ({seen[size]!r}, {h!r})")
+        seen[size] = h
+        cols.append((i, size))
+    if not cols:
+        raise CurveTableError(f"{path}: no numeric size columns (expected '0,200,400,...')")
+    return cols
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def write_wide_csv(path: str | Path, curves: Sequence[Curve]) -> None:

@@ -189,12 +189,27 @@ def fit_law(
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
             if law == "rectified":
-                return _fit_rectified(d, y, z, seed)
-            if law == "lensllm" and spectrum is not None:
-                return _fit_spectral(d, y, z, spectrum, seed)
-            return _fit_direct(law, d, y, z if uses_zero else None, seed)
+                fit = _fit_rectified(d, y, z, seed)
+            elif law == "lensllm" and spectrum is not None:
+                fit = _fit_spectral(d, y, z, spectrum, seed)
+            else:
+                fit = _fit_direct(law, d, y, z if uses_zero else None, seed)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             return _fail(law, f"optimizer failed: {exc}".splitlines()[0], n)
+    return _finite_or_failed(fit)
+
+
+def _finite_or_failed(fit: FitResult) -> FitResult:
+    """A fit with an infinite or NaN parameter or residual is a failure, whatever found it."""
+    if not fit.ok:
+        return fit
+    bad = [k for k, v in fit.params.items() if not math.isfinite(v)]
+    if bad or not math.isfinite(fit.residual):
+        what = ", ".join(f"{k}={fit.params[k]}" for k in bad) or f"residual={fit.residual}"
+        return FitResult(
+            fit.law, {}, False, math.nan, f"non-finite fit ({what})", fit.n_points, fit.spectrum
+        )
+    return fit
 
 
 # --- lensllm (free F) and vanilla: direct bounded fit in log space ----------------

@@ -54,6 +54,8 @@ class Selection:
     predictions: tuple[Prediction, ...]
     ranking: tuple[str, ...]
     seconds: float
+    level: float | None = None
+    """Two-sided level of the predictions' (low, high) intervals; None: no intervals."""
 
     @property
     def chosen(self) -> str:
@@ -67,6 +69,7 @@ class Selection:
             "predictions": [p.to_dict() for p in self.predictions],
             "ranking": list(self.ranking),
             "seconds": self.seconds,
+            "level": self.level,
         }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from core.science.curves import Curve
-from core.science.flagship import predict_lensllm
+from core.science.flagship import LEVEL, predict_lensllm
 from core.science.laws import fit_law
 from core.science.phase import detect_transition
 from core.science.prediction import Prediction, Selection
@@ -42,6 +42,9 @@ METHODS: tuple[str, ...] = (
     "zeroshot",
     "modelsize",
 )
+
+INTERVAL_LEVELS: dict[str, float] = {"lensllm": LEVEL}
+"""Two-sided level of each interval-giving method's (low, high); the others give none."""
 
 ATS_K = 3
 """AtS: the last k points are trusted to be in the power phase."""
@@ -264,6 +267,7 @@ def select(
         tuple(preds),
         tuple(preds[i].model for i in order),
         seconds,
+        INTERVAL_LEVELS.get(method),
     )
 
 

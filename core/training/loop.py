@@ -23,9 +23,10 @@ the estimate is an upper bound). Padding is never counted.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,32 +36,11 @@ from core.errors import Cancelled, PointError
 from core.training.data import IGNORE_INDEX, Encoded, collate
 
 PROGRESS_SECONDS = 0.25
-"""Minimum wall time between progress callbacks (never one per step)."""
+"""Minimum wall time between progress callbacks (never one per step): the engine's one
+progress throttle, here because each report syncs the device (``.item()``)."""
 
-
-@dataclass(frozen=True)
-class PointResult:
-    """One measured point of a model's fine-tuning curve."""
-
-    model: str
-    size: int
-    loss: float
-    """Token-weighted mean cross-entropy on the fixed test split (nats/token)."""
-    flops: float
-    """Training plus evaluation FLOPs (see the module docstring)."""
-    seconds: float
-    steps: int
-    train_tokens: int
-    """Non-pad tokens processed in training (all steps)."""
-    eval_tokens: int
-    """Non-pad tokens processed in evaluation (test, plus validation checks)."""
-    hparams: dict[str, Any] = field(default_factory=dict)
-    """Flat, JSON-ready hyperparameters of this point (store key material)."""
-    train_loss: float | None = None
-    """Mean training loss over the last logging window (None at size 0)."""
-    val_loss: float | None = None
-    """Best validation loss when early stopping ran, else None."""
-    test_label_tokens: int = 0
+HOLD_POLL_SECONDS = 0.05
+"""How often a paused loop looks at its pause and cancel events."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -285,6 +265,22 @@ def _accumulate(
     return total, processed
 
 
+def hold_while_paused(pause: threading.Event | None, cancel: threading.Event | None) -> float:
+    """Block while ``pause`` is set (cancel still stops, with Cancelled); seconds held.
+
+    Checked before every optimizer step, as cancel is, so a pause holds training
+    at its next step rather than at the next point.
+    """
+    if pause is None or not pause.is_set():
+        return 0.0
+    start = time.perf_counter()
+    while pause.is_set():
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        time.sleep(HOLD_POLL_SECONDS)
+    return time.perf_counter() - start
+
+
 @dataclass
 class _LoopOutcome:
     steps: int
@@ -292,6 +288,8 @@ class _LoopOutcome:
     last_loss: float | None
     best_val: float | None
     val_tokens: int
+    held_seconds: float = 0.0
+    """Time spent paused, which the point's seconds leave out."""
 
 
 def optimize(
@@ -306,7 +304,8 @@ def optimize(
     weight_decay: float = 0.0,
     max_grad_norm: float = 1.0,
     autocast_dtype: torch.dtype | None = None,
-    cancel: Any = None,
+    cancel: threading.Event | None = None,
+    pause: threading.Event | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
     validation: Sequence[Encoded] | None = None,
     eval_every: int = 0,
@@ -345,6 +344,7 @@ def optimize(
     best_state: dict[str, torch.Tensor] | None = None
     bad_checks = 0
     val_tokens = 0
+    held = 0.0
     step = 0
 
     def check_finite() -> None:
@@ -355,6 +355,7 @@ def optimize(
     for step, examples in enumerate(batches):
         if cancel is not None and cancel.is_set():
             raise Cancelled()
+        held += hold_while_paused(pause, cancel)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total, warmup_steps, lr)
         loss, processed = _accumulate(
@@ -420,4 +421,4 @@ def optimize(
         last_loss = float(window_loss.item()) / window_n
     if best_state is not None:
         model.load_state_dict(best_state)
-    return _LoopOutcome(step, int(tokens.item()), last_loss, best_val, val_tokens)
+    return _LoopOutcome(step, int(tokens.item()), last_loss, best_val, val_tokens, held)

@@ -8,6 +8,7 @@ the zoo's pretraining.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,11 +17,11 @@ import torch
 
 from core.config import DataConfig, TrainConfig
 from core.errors import OutOfMemory
+from core.events import PointMeasurements
 from core.training.data import TaskData
 from core.training.loop import (
     Cancelled,
     PointError,
-    PointResult,
     _is_oom,
     _LoopOutcome,
     batches_for,
@@ -49,17 +50,19 @@ def train_point(
     data_cfg: DataConfig,
     *,
     device: str | torch.device = "auto",
-    cancel: Any = None,
+    cancel: threading.Event | None = None,
+    pause: threading.Event | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
     model_and_tokenizer: tuple[Any, Any] | None = None,
     micro_batch_size: int | None = None,
-) -> PointResult:
+) -> PointMeasurements:
     """Fine-tune ``spec`` on the first ``size`` train examples; size 0 only evaluates.
 
     ``model_and_tokenizer`` lets a caller load a model once for its whole
     ladder: its weights are snapshot here and restored before returning, so
     each point starts from the pretrained weights. ``cancel`` (a
-    threading.Event) is checked before every step and raises Cancelled.
+    threading.Event) is checked before every step and raises Cancelled; while
+    ``pause`` is set, training holds before its next step.
     ``micro_batch_size`` below ``batch_size`` accumulates gradients over
     micro-batches (same effective batch, less memory; recorded in hparams).
     Raises OutOfMemory (a PointError) when the device runs out of memory,
@@ -75,6 +78,9 @@ def train_point(
     else:
         model, tokenizer = model_and_tokenizer
     autocast_dtype = resolve_precision(train_cfg.precision, dev)
+    # What actually ran: the weights' dtype (fp32 unless a caller loaded otherwise)
+    # and the autocast dtype, recorded below rather than the configured precision.
+    weights_dtype = str(next(iter(model.parameters())).dtype).removeprefix("torch.")
     max_length = _max_length(model, data_cfg.max_length)
     encoded = task.encode(tokenizer, spec.kind, max_length)
     train_data = [e for e in encoded["train"][: len(task.subset(size))] if e.label_tokens > 0]
@@ -119,6 +125,7 @@ def train_point(
                 max_grad_norm=train_cfg.max_grad_norm,
                 autocast_dtype=autocast_dtype,
                 cancel=cancel,
+                pause=pause,
                 on_progress=on_progress,
                 validation=encoded["validation"],
                 eval_every=eval_every,
@@ -130,7 +137,7 @@ def train_point(
             outcome = _LoopOutcome(0, 0, None, None, 0)
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        loss, label_tokens, test_tokens = evaluate(
+        loss, _, test_tokens = evaluate(
             trained,
             encoded["test"],
             kind=spec.kind,
@@ -178,7 +185,9 @@ def train_point(
         "optimizer": "adamw(0.9,0.95)",
         "weight_decay": train_cfg.weight_decay,
         "max_grad_norm": train_cfg.max_grad_norm,
-        "precision": "bf16" if autocast_dtype is torch.bfloat16 else "fp32",
+        "precision": _precision_ran(autocast_dtype, weights_dtype),
+        "weights_dtype": weights_dtype,
+        "checkpoint_dtype": spec.dtype or "unknown",
         "gradient_checkpointing": train_cfg.gradient_checkpointing,
         "group_by_length": train_cfg.group_by_length,
         "lora": train_cfg.lora,
@@ -192,20 +201,24 @@ def train_point(
         "trainable_params": n_trainable,
         "device": dev.type,
     }
-    return PointResult(
-        model=spec.name,
-        size=size,
+    return PointMeasurements(
         loss=loss,
         flops=flops_estimate(n_all, n_trainable, outcome.tokens, eval_tokens),
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start - outcome.held_seconds,
         steps=outcome.steps,
         train_tokens=outcome.tokens,
         eval_tokens=eval_tokens,
-        hparams=hparams,
         train_loss=outcome.last_loss,
         val_loss=outcome.best_val,
-        test_label_tokens=label_tokens,
+        hparams=hparams,
     )
+
+
+def _precision_ran(autocast_dtype: torch.dtype | None, weights_dtype: str) -> str:
+    """The precision a point ran in: the weights' own when not fp32, else the autocast's."""
+    if weights_dtype != "float32":
+        return {"bfloat16": "bf16", "float16": "fp16"}.get(weights_dtype, weights_dtype)
+    return "bf16" if autocast_dtype is torch.bfloat16 else "fp32"
 
 
 def _checkpointing(model: Any, what: str) -> Callable[[], None]:

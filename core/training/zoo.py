@@ -28,7 +28,9 @@ crossing comes only from capacity versus pretraining.
 A model is built once into ``<cache>/zoo/v<ZOO_VERSION>/<name>``: written to a
 temporary directory and renamed into place, so a crash never leaves a
 half-written model, then loaded back through ``from_pretrained`` exactly like a
-user's local model.
+user's local model. Builds hold a lock on the zoo directory (core/flock.py), so
+two processes never build the same model twice, and the temporary directories
+of a build that was killed are removed by the next one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from core.flock import FileLock
 
 ZOO_VERSION = 3
 """Bump when configs, tokenizers or pretraining change: old builds are ignored."""
@@ -120,19 +124,32 @@ def ensure_built(
     if (dest / "config.json").is_file():
         return dest
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
-        build(name, entry, tmp)
+    with FileLock(root / BUILD_LOCK):  # one builder at a time; waits for a running one
+        if (dest / "config.json").is_file():  # it finished while we waited
+            return dest
+        remove_stale_builds(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
         try:
+            build(name, entry, tmp)
             os.rename(tmp, dest)
-        except OSError:
-            # Someone else finished the same build first; theirs is as good.
-            if not (dest / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+BUILD_LOCK = ".build.lock"
+"""Held (flock) by the process building a zoo model; the kernel drops it if that process dies."""
+
+
+def remove_stale_builds(root: Path) -> list[Path]:
+    """Delete temp build directories left by killed builds (call with the build lock held)."""
+    stale = [
+        p for p in root.glob(".*") if p.is_dir() and any(p.name.startswith(f".{n}-") for n in ZOO)
+    ]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def build(name: str, entry: ZooEntry, out: Path) -> None:

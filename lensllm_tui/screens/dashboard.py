@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -25,12 +26,23 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from core import events as ev
 from core.config import RunConfig
 from lensllm_tui.messages import EngineEvent, ProgressTick
-from lensllm_tui.state import RunState
+from lensllm_tui.signals import EXIT_CANCELLED
+from lensllm_tui.view import RunView
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
 
-EventSource = Callable[[RunConfig, threading.Event], Iterable[ev.Event]]
-"""What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests."""
+
+class EventSource(Protocol):
+    """What drives the dashboard: core.run.runner.run_events, or a replayed stream in tests.
+
+    While ``pause`` is set the source holds its work (the engine: training stops at
+    its next step); ``cancel`` ends it.
+    """
+
+    def __call__(
+        self, config: RunConfig, cancel: threading.Event, *, pause: threading.Event | None = None
+    ) -> Iterable[ev.Event]: ...
+
 
 REDRAW_SECONDS = 0.25
 WIDE = 120
@@ -66,7 +78,8 @@ class ConfirmQuit(ModalScreen[bool]):
         with Vertical(id="confirm"):
             yield Label("A run is in progress. Quit now?")
             yield Label(
-                f"The current point stops; finished points are already saved in {self.out_dir}."
+                f"The current point stops; finished points are already saved in "
+                f"{escape(self.out_dir)}."
             )
             with Horizontal(id="confirm-buttons"):
                 yield Button("Quit (y)", id="yes", variant="error")
@@ -96,7 +109,7 @@ class DashboardScreen(Screen):
         super().__init__()
         self.config = config
         self.source = source
-        self.state = RunState()
+        self.state = RunView()
         self.state.sizes = tuple(config.sizes)
         self.state.target = config.target
         self.state.out_dir = config.out_dir or ""
@@ -106,12 +119,15 @@ class DashboardScreen(Screen):
         self.events_seen: list[ev.Event] = []
         self._resume = threading.Event()
         self._resume.set()
+        self._pause = threading.Event()
+        """Set while paused: handed to the engine, whose training holds at its next step."""
         self._lock = threading.Lock()
         self._latest: ev.PointProgress | None = None
         self._tick_pending = False
         self._dirty = True
         self._highlight: str | None = None
         self._terminal_seen = False
+        self._exit_when_stopped = False
 
     # ----------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -148,13 +164,13 @@ class DashboardScreen(Screen):
         """Iterate the engine in this thread; everything leaves as a message."""
         worker = get_current_worker()
         cancel = worker.cancelled_event
-        events = iter(self.source(self.config, cancel))
+        events = iter(self.source(self.config, cancel, pause=self._pause))
         count = 0
         try:
             for event in events:
                 count += 1
-                # Pausing here holds the generator at its yield, so training
-                # itself waits (within about one progress interval).
+                # The engine holds training on self._pause; holding the generator
+                # here as well keeps the events already made until resume.
                 while not self._resume.wait(0.1):
                     if cancel.is_set():
                         break
@@ -180,6 +196,8 @@ class DashboardScreen(Screen):
         """The one place worker outcomes are handled: errors show, the app lives on."""
         if message.worker is not self.worker:
             return
+        if self._exit_when_stopped and message.state in (WorkerState.ERROR, WorkerState.SUCCESS):
+            self.app.exit(return_code=EXIT_CANCELLED)
         log = self.query_one(EventLog)
         if message.state == WorkerState.ERROR:
             error = message.worker.error
@@ -187,7 +205,7 @@ class DashboardScreen(Screen):
             self.state.phase = "error"
             self.state.message = text
             log.add(f"engine error: {text}", "bold red", self._at())
-            self.notify(text, title="engine error", severity="error", timeout=10)
+            self.notify(escape(text), title="engine error", severity="error", timeout=10)
             self._dirty = True
             self._flush()
         elif message.state == WorkerState.SUCCESS and not self._terminal_seen:
@@ -225,6 +243,8 @@ class DashboardScreen(Screen):
         if isinstance(event, TERMINAL):
             self._terminal_seen = True
             self._flush()
+            if self._exit_when_stopped:
+                self.app.exit(return_code=EXIT_CANCELLED)
 
     def _worth_logging(self, event: ev.Event) -> bool:
         """Fits and phase calls repeat after every round; log them when they change."""
@@ -264,7 +284,7 @@ class DashboardScreen(Screen):
             self.query_one("#run-status", Static).update(self._status_text())
             overall = self.query_one("#overall", ProgressBar)
             overall.update(total=max(1, st.total_points or len(st.models) * len(st.sizes)))
-            overall.update(progress=st.done_points + st.failed_points)
+            overall.update(progress=st.settled_points)
             self.query_one("#eta", Static).update(self._eta_text())
             steps = self.query_one("#steps", ProgressBar)
             steps.update(total=max(1, st.total_steps), progress=st.step)
@@ -277,9 +297,8 @@ class DashboardScreen(Screen):
             if st.policy:
                 lines.append(f"adaptive policy: {st.policy}")
             elif gone:
-                saved = sum(m.compute_saved for m in gone)
-                lines.append(f"compute saved so far: {saved:.2e} FLOPs")
-            failures.update("\n".join(lines))
+                lines.append(f"compute saved so far: {st.compute_saved:.2e} FLOPs")
+            failures.update("\n".join(escape(line) for line in lines))  # names, reasons: user text
             failures.display = bool(lines)
 
     def _status_text(self) -> str:
@@ -297,24 +316,26 @@ class DashboardScreen(Screen):
             best = st.ordered()[0] if st.ranking else None
             tail = f" in {_duration(st.elapsed)}"
             if best is not None:
-                tail += f" · best [b]{best.name}[/] (pred. {best.predicted:.3f})"
-            return f"{head}{tail} · results in {st.out_dir}"
+                tail += f" · best [b]{escape(best.name)}[/] (pred. {best.predicted:.3f})"
+            return f"{head}{tail} · results in {escape(st.out_dir)}"
         if st.phase == "cancelled":
             kept = st.kept if st.kept is not None else st.done_points
-            return f"{head} · {kept} finished points kept in {st.out_dir}; the rest was not trained"
+            return (
+                f"{head} · {kept} finished points kept in {escape(st.out_dir)}; "
+                "the rest was not trained"
+            )
         if st.phase == "error":
-            return f"{head} {st.message} · n: back to setup"
+            return f"{head} {escape(st.message)} · n: back to setup"
         ladder = f"{st.sizes[0]}–{st.sizes[-1]}" if st.sizes else "—"
         return (
             f"{head} · {len(st.models)} models · ladder {ladder} → target {st.target}"
-            f" · {st.dataset or self.config.data.source}"
+            f" · {escape(st.dataset or self.config.data.source)}"
         )
 
     def _eta_text(self) -> str:
         st = self.state
-        done = st.done_points + st.failed_points
         total = st.total_points or len(st.models) * len(st.sizes)
-        text = f"{done}/{total} pts · {_duration(st.elapsed)}"
+        text = f"{st.settled_points}/{total} pts · {_duration(st.elapsed)}"
         if st.active:
             text += f" · ETA {_duration(st.eta())}"
         return text
@@ -335,15 +356,26 @@ class DashboardScreen(Screen):
     def action_pause(self) -> None:
         st = self.state
         if st.phase == "running":
+            self._pause.set()
             self._resume.clear()
             st.phase = "paused"
             self.query_one(EventLog).add("paused: training holds at its next step", "", self._at())
         elif st.phase == "paused":
+            self._pause.clear()
             self._resume.set()
             st.phase = "running"
             self.query_one(EventLog).add("resumed", "", self._at())
         self._dirty = True
         self._flush()
+
+    def stop_and_exit(self, why: str) -> bool:
+        """Cancel the active run and exit the app once it has stopped; False if none is active."""
+        if not self.state.active or self.worker is None:
+            return False
+        self._exit_when_stopped = True
+        self.query_one(EventLog).add(f"{why}: stopping the run, then exiting", "yellow", self._at())
+        self.action_cancel()
+        return True
 
     def action_cancel(self) -> None:
         st = self.state
@@ -351,6 +383,7 @@ class DashboardScreen(Screen):
             self.notify("no run in progress", timeout=3)
             return
         self.worker.cancel()
+        self._pause.clear()
         self._resume.set()
         st.phase = "cancelling"
         self.query_one(EventLog).add(
@@ -387,6 +420,7 @@ class DashboardScreen(Screen):
             if yes:
                 if self.worker is not None:
                     self.worker.cancel()
+                self._pause.clear()
                 self._resume.set()
                 self.app.exit()
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -282,13 +283,13 @@ class SetupScreen(Screen):
         widget.set_class(verdict.ok, "ok")
         widget.set_class(not verdict.ok, "error")
         mark = "✓" if verdict.ok else "✗"
-        widget.update(f"{mark} {verdict.message}")
+        widget.update(f"{mark} {escape(verdict.message)}")
 
     def _say(self, text: str, ok: bool) -> None:
         widget = self.query_one("#setup-message", Static)
         widget.set_class(ok, "ok")
         widget.set_class(not ok, "error")
-        widget.update(text)
+        widget.update(escape(text))  # paths and errors are the user's text, not markup
 
     @on(Input.Changed, "#model-input")
     def _model_typed(self, event: Input.Changed) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from lensllm_tui.state import ModelState, RunState
+from lensllm_tui.view import ModelView, RunView
 
 COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
 """Series colours, in model order (plotext colour names)."""
@@ -77,10 +77,10 @@ class LossChart(PlotextPlot):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._state: RunState | None = None
+        self._state: RunView | None = None
         self.highlight: str | None = None
 
-    def show(self, state: RunState, highlight: str | None = None) -> None:
+    def show(self, state: RunView, highlight: str | None = None) -> None:
         """Replot from ``state`` (clear -> plot -> refresh); the caller batches calls."""
         self._state = state
         self.highlight = highlight
@@ -136,7 +136,7 @@ class LossChart(PlotextPlot):
         return kept
 
     def _plot_model(
-        self, m: ModelState, index: int, sizes: Sequence[int], target: int, x_lo: float
+        self, m: ModelView, index: int, sizes: Sequence[int], target: int, x_lo: float
     ) -> list[float]:
         plt = self.plt
         faded = self.highlight is not None and m.name != self.highlight

@@ -7,7 +7,7 @@ import math
 from rich.text import Text
 from textual.widgets import DataTable
 
-from lensllm_tui.state import ModelState, RunState
+from lensllm_tui.view import ModelView, RunView
 from lensllm_tui.widgets.loss_chart import series_color
 
 COLUMNS = ("#", "model", "pred.loss", "interval", "phase", "pts", "FLOPs", "status")
@@ -26,7 +26,7 @@ def _flops(v: float) -> str:
     return f"{v:.0f}"
 
 
-def row_cells(m: ModelState, total_sizes: int, color: str = "") -> tuple[str | Text, ...]:
+def row_cells(m: ModelView, total_sizes: int, color: str = "") -> tuple[str | Text, ...]:
     """The cells of one model's row; the name takes its chart colour (the legend)."""
     rank = str(m.rank) if m.rank is not None else "—"
     interval = (
@@ -54,7 +54,7 @@ class RankingTable(DataTable):
         for name in COLUMNS:
             self.add_column(name, key=name)
 
-    def show(self, state: RunState) -> None:
+    def show(self, state: RunView) -> None:
         """Rebuild the rows in ranking order, keeping the cursor on the same model."""
         keep = self.selected_model()
         self.clear()

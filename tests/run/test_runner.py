@@ -23,8 +23,9 @@ from core.events import (
     RunFinished,
     RunStarted,
 )
+from core.paths import STORE_NAME
 from core.run.runner import run_events
-from core.run.store import STORE_NAME, Store
+from core.run.store import Store
 
 MODELS = ["tiny:gpt2-s", "tiny:llama-s"]
 SIZES = [25, 50, 100]

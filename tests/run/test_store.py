@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.events import PointMeasurements
 from core.run.store import SCHEMA_VERSION, PointKey, Store, StoreError, settings_hash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,13 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def _put(store: Store, key: PointKey, loss: float = 2.5) -> None:
     store.put_point(
         key,
-        loss=loss,
-        flops=1e9,
-        seconds=1.5,
-        steps=8,
-        train_tokens=1000,
-        eval_tokens=500,
-        hparams={"learning_rate": 5e-4, "batch_size": 16},
+        PointMeasurements(
+            loss=loss,
+            flops=1e9,
+            seconds=1.5,
+            steps=8,
+            train_tokens=1000,
+            eval_tokens=500,
+            train_loss=2.75,
+            hparams={"learning_rate": 5e-4, "batch_size": 16},
+        ),
     )
 
 
@@ -38,8 +42,10 @@ def test_point_round_trip_and_reopen(tmp_path: Path) -> None:
         got = store.get_point(key)
         assert got is not None
         assert got.key == key
-        assert (got.loss, got.steps, got.train_tokens, got.eval_tokens) == (2.25, 8, 1000, 500)
-        assert got.hparams == {"batch_size": 16, "learning_rate": 5e-4}
+        m = got.measured
+        assert (m.loss, m.steps, m.train_tokens, m.eval_tokens) == (2.25, 8, 1000, 500)
+        assert (m.train_loss, m.val_loss) == (2.75, None)
+        assert m.hparams == {"batch_size": 16, "learning_rate": 5e-4}
         assert [p.key for p in store.points()] == [key]
         assert store.points("tiny:other") == []
 
@@ -59,7 +65,7 @@ def test_every_key_field_distinguishes_points(tmp_path: Path) -> None:
             _put(store, k, loss=float(i + 1))
         for i, k in enumerate(variants):
             got = store.get_point(k)
-            assert got is not None and got.loss == float(i + 1)
+            assert got is not None and got.measured.loss == float(i + 1)
         assert len(store.points()) == len(variants)
 
 
@@ -93,6 +99,34 @@ def test_store_is_wal_and_refuses_unknown_schema(tmp_path: Path) -> None:
         Store(path)
 
 
+_V1_POINTS = """CREATE TABLE points (
+    model TEXT NOT NULL, fingerprint TEXT NOT NULL, size INTEGER NOT NULL,
+    seed INTEGER NOT NULL, hparams_hash TEXT NOT NULL, loss REAL NOT NULL,
+    flops REAL NOT NULL, seconds REAL NOT NULL, steps INTEGER NOT NULL,
+    train_tokens INTEGER NOT NULL, eval_tokens INTEGER NOT NULL, hparams TEXT NOT NULL,
+    created REAL NOT NULL, PRIMARY KEY (model, fingerprint, size, seed, hparams_hash))"""
+
+
+def test_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A store written before train_loss/val_loss were kept still resumes: they read as None."""
+    path = tmp_path / "s.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(_V1_POINTS)
+    db.execute(
+        "INSERT INTO points VALUES ('m','fp',200,0,'h',2.5,1e9,1.5,8,1000,500,'{\"lr\": 1}',1.0)"
+    )
+    db.execute("PRAGMA user_version=1")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        old = store.get_point(PointKey("m", "fp", 200, 0, "h"))
+        assert old is not None
+        assert old.measured == PointMeasurements(2.5, 1e9, 1.5, 8, 1000, 500, hparams={"lr": 1})
+        _put(store, PointKey("m", "fp", 400, 0, "h"))
+        assert [p.measured.train_loss for p in store.points()] == [None, 2.75]
+
+
 def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     path.write_bytes(b"this is not a database" * 100)
@@ -102,12 +136,14 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
+from core.events import PointMeasurements
 from core.run.store import PointKey, Store
 store = Store(sys.argv[1])
 i = 0
 while True:
-    store.put_point(PointKey("m", "fp", i, 0, "h"), loss=1.0 + i, flops=2.0 * i, seconds=0.1,
-                    steps=i, train_tokens=10 * i, eval_tokens=5 * i, hparams={"i": i, "pad": "x" * 2000})
+    store.put_point(PointKey("m", "fp", i, 0, "h"), PointMeasurements(
+        loss=1.0 + i, flops=2.0 * i, seconds=0.1, steps=i, train_tokens=10 * i,
+        eval_tokens=5 * i, hparams={"i": i, "pad": "x" * 2000}))
     i += 1
     if i == 20:
         print("ready", flush=True)
@@ -133,8 +169,9 @@ def test_sigkill_while_writing_never_corrupts(tmp_path: Path) -> None:
         assert sizes == list(range(len(sizes)))  # no gaps: each write was all or nothing
         for p in points:
             i = p.key.size
-            assert (p.loss, p.flops, p.steps, p.train_tokens) == (1.0 + i, 2.0 * i, i, 10 * i)
-            assert p.hparams["i"] == i
+            m = p.measured
+            assert (m.loss, m.flops, m.steps, m.train_tokens) == (1.0 + i, 2.0 * i, i, 10 * i)
+            assert m.hparams["i"] == i
         # The store is still writable after the crash.
         _put(store, PointKey("after", "fp", 1, 0, "h"))
         assert store.get_point(PointKey("after", "fp", 1, 0, "h")) is not None

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import json
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.bench import RECORD_KEYS, BenchError, Table, check_plan, ratio_label, run_bench, score
+from core.bench import (
+    RECORD_KEYS,
+    SCORE_KEYS,
+    TARGET_MAX,
+    BenchError,
+    Table,
+    budget_label,
+    check_plan,
+    ratio_label,
+    resolve_budget,
+    run_bench,
+    score,
+)
 from core.science.curves import Curve, write_wide_csv
 from core.science.prediction import Prediction, Selection
 from lensllm_tui.cli import app
@@ -62,7 +75,8 @@ def test_score_is_none_when_every_prediction_is_a_fallback() -> None:
     curves = synthetic(3)
     preds = tuple(Prediction(c.model, 1.0 + i, ok=False, reason="x") for i, c in enumerate(curves))
     sel = Selection("lensllm", 1600, TARGET, preds, tuple(c.model for c in curves), 0.0)
-    assert score(sel, curves) == {"pearson": None, "rel_acc": None, "rmse_log": None}
+    assert score(sel, curves) == dict.fromkeys(SCORE_KEYS)
+    assert set(SCORE_KEYS) <= set(RECORD_KEYS)
 
 
 def test_plan_checks() -> None:
@@ -75,6 +89,32 @@ def test_plan_checks() -> None:
         check_plan(t, ["ats"], [1600], 999_999)
     assert ratio_label(204800, 1638400) == "1/8"
     assert ratio_label(3000, 1638400) == "0.00183"
+
+
+def test_interval_metrics_recorded_for_methods_with_intervals_only() -> None:
+    table = Table("synth", tuple(synthetic()))
+    recs = run_bench([table], ["lensllm", "ats"], [6400], TARGET)
+    ours, ats = recs
+    assert 0.0 <= ours["coverage"] <= 1.0 and ours["interval_ratio"] >= 1.0
+    assert ours["interval_score"] > 0
+    assert ats["coverage"] is None and ats["interval_ratio"] is None
+    assert ats["interval_score"] is None
+
+
+def test_target_max_and_fraction_budgets_resolve_per_table() -> None:
+    small = Table("small", tuple(c.up_to(25600) for c in synthetic()))
+    big = Table("big", tuple(synthetic()))
+    recs = run_bench([small, big], ["ats"], [Fraction(1, 8), 1600], TARGET_MAX)
+    assert [(r["dataset"], r["target"], r["budget"]) for r in recs] == [
+        ("small", 25600, 3200),
+        ("small", 25600, 1600),
+        ("big", TARGET, 12800),
+        ("big", TARGET, 1600),
+    ]
+    assert resolve_budget(Fraction(1, 8), 6062) == 757  # rounded down, as the README's example
+    assert budget_label(Fraction(1, 16), 6062) == "1/16"
+    with pytest.raises(BenchError, match=r"below its smallest fine-tuned size 200; .* 1/8"):
+        check_plan([big], ["ats"], [8], TARGET)
 
 
 # --- CLI -------------------------------------------------------------------------------
@@ -105,6 +145,29 @@ def test_bench_command_prints_tables_and_writes_json(table_csv: Path, tmp_path: 
     zs = [r for r in recs if r["method"] == "zeroshot"]
     assert all(r["rmse_log"] is None for r in zs)
     assert all(isinstance(r["pearson"], float) and not math.isnan(r["pearson"]) for r in recs)
+
+
+def test_bench_target_max_with_ratio_budgets_and_coverage_row(
+    table_csv: Path, tmp_path: Path
+) -> None:
+    short = tmp_path / "short.csv"
+    write_wide_csv(short, [c.up_to(25600) for c in synthetic()])
+    out = tmp_path / "bench.json"
+    args = ["bench", str(table_csv), str(short), "--target", "max", "--methods", "lensllm,ats"]
+    result = runner.invoke(app, [*args, "--budgets", "8,16", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"at target {TARGET}" in result.output and "at target 25600" in result.output
+    assert "coverage" in result.output and "mean over 2 tables" in result.output
+    recs = json.loads(out.read_text())
+    assert [(r["target"], r["budget"]) for r in recs if r["method"] == "ats"] == [
+        (TARGET, TARGET // 8),
+        (TARGET, TARGET // 16),
+        (25600, 3200),
+        (25600, 1600),
+    ]
+    same = runner.invoke(app, [*args, "--budgets", "1/8,1/16", "--json", str(out)])
+    assert same.exit_code == 0, same.output
+    assert [r["budget"] for r in json.loads(out.read_text())] == [r["budget"] for r in recs]
 
 
 def test_bench_adaptive_only_prints_its_line_and_cost(table_csv: Path, tmp_path: Path) -> None:
@@ -159,6 +222,14 @@ def test_bench_bad_inputs_are_one_line_errors(table_csv: Path, tmp_path: Path) -
     assert "above every budget" in line
     line = _one_error_line(runner.invoke(app, ["bench", str(table_csv), "--budgets", "12x"]))
     assert "--budgets" in line
+    line = _one_error_line(runner.invoke(app, ["bench", str(table_csv), "--budgets", "1/0"]))
+    assert "--budgets" in line
+    line = _one_error_line(runner.invoke(app, ["bench", str(table_csv), "--target", "big"]))
+    assert "--target" in line and "'max'" in line
+    line = _one_error_line(
+        runner.invoke(app, ["bench", str(table_csv), "--target", "max", "--budgets", "1024"])
+    )
+    assert "below its smallest fine-tuned size 200" in line
 
 
 def test_fit_command_shows_params_transition_prediction_and_plot(table_csv: Path) -> None:
@@ -212,3 +283,32 @@ def test_fit_reports_per_model_failures_and_bad_input(table_csv: Path, tmp_path:
     assert "must be above the budget" in line
     line = _one_error_line(runner.invoke(app, ["fit", str(table_csv), "--method", "oracle"]))
     assert "unknown method" in line
+
+
+def test_tables_sharing_a_file_stem_are_kept_apart(tmp_path: Path) -> None:
+    """Two flan.csv from different folders: two names, each with its own numbers."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "flan.csv", tmp_path / "b" / "flan.csv"
+    write_wide_csv(first, synthetic(4))
+    write_wide_csv(second, list(reversed(synthetic(5)))[:3])
+    out = tmp_path / "bench.json"
+    args = ["bench", str(first), str(second), "--target", str(TARGET), "--budgets", "12800"]
+    result = runner.invoke(app, [*args, "--methods", "zeroshot", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "a/flan:" in result.output and "b/flan:" in result.output
+    recs = json.loads(out.read_text())
+    assert [r["dataset"] for r in recs] == ["a/flan", "b/flan"]
+    again = _one_error_line(runner.invoke(app, [*args, str(first)]))
+    assert "the same table is given twice" in again
+
+
+def test_bench_json_is_checked_before_any_fitting(table_csv: Path, tmp_path: Path) -> None:
+    for bad, reason in (
+        (tmp_path, "Is a directory"),
+        (tmp_path / "no-such-dir" / "b.json", "No such file or directory"),
+    ):
+        args = ["bench", str(table_csv), "--target", str(TARGET), "--budgets", "3200"]
+        args += ["--json", str(bad)]
+        line = _one_error_line(runner.invoke(app, args))
+        assert line.startswith(f"error: --json {bad}") and reason in line, line

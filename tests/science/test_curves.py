@@ -45,6 +45,12 @@ def test_up_to_hides_later_points() -> None:
         ("config name,0,200\nm,3.0,nan\n", "finite and positive"),
         ("config name,0,200\nm,3.0,-1\n", "finite and positive"),
         ("config name,0,200\nm,3.0,2.0\nm,3.0,2.0\n", "appears twice"),
+        ("config name,0,2e2,400\nm,3.0,2.5,2.0\n", "column header '2e2' is not a size"),
+        ("config name,0,200.5,400\nm,3.0,2.5,2.0\n", "column header '200.5' is not a size"),
+        ("config name,0,-200,400\nm,3.0,2.5,2.0\n", "column header '-200' is not a size"),
+        ("config name,0,200,0200\nm,3.0,2.5,2.0\n", "size 200 has two columns"),
+        ("model,0,200\nm,3.0,2.5\n", "no 'config name' column"),
+        ("0,200,400\n3.0,2.5,2.0\n", "no 'config name' column"),
     ],
 )
 def test_malformed_tables(tmp_path: Path, text: str, message: str) -> None:

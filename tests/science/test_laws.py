@@ -119,3 +119,14 @@ def test_no_fit_raises_on_arbitrary_positive_curves(losses, zero) -> None:
         if fit.ok:
             assert math.isfinite(fit.residual)
             assert fit.predict(sizes).shape == (len(sizes),)
+
+
+def test_a_fit_with_infinite_parameters_is_never_ok() -> None:
+    """Sizes up to 1e50 drive B and F to inf in log space: a failed fit, not ok=True."""
+    sizes = [1e25, 1e50, 1e125, 1e150, 1e250]
+    losses = [7.34, 7.11, 9.32, 1.15, 7.29]
+    fit = fit_law("lensllm", sizes, losses, seed=0)
+    assert not fit.ok and "non-finite fit" in fit.reason and "B=inf" in fit.reason
+    for law in LAWS:
+        f = fit_law(law, sizes, losses, seed=0)
+        assert not f.ok or all(math.isfinite(v) for v in (*f.params.values(), f.residual))

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from core.science import selectors as select_mod
 from core.science.curves import Curve, read_wide_csv
-from core.science.metrics import pearson, rel_acc, rmse_log
+from core.science.metrics import (
+    coverage,
+    interval_ratio,
+    interval_score,
+    pearson,
+    rel_acc,
+    rmse_log,
+)
 from core.science.selectors import METHODS, ats_transition, select
 
 BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
@@ -74,6 +81,25 @@ def test_metrics_by_hand_on_four_models() -> None:
     # rmse_log over the models that predict a loss only
     got = rmse_log([2.2, None, 1.0, 4.0 * math.e], truth)
     assert got == pytest.approx(math.sqrt((math.log(1.1) ** 2 + 0 + 1.0) / 3))
+
+
+def test_interval_metrics_by_hand_on_four_models() -> None:
+    truth = [2.0, 3.0, 1.0, 4.0]
+    low = [1.5, 3.2, 0.5, None]  # the second misses low, the fourth has no interval
+    high = [2.5, 4.0, 0.9, None]  # the third misses high
+    assert coverage(low, high, truth) == pytest.approx(1 / 3)
+    # high / low: 2.5/1.5, 4/3.2, 0.9/0.5 -> median 1.6667
+    assert interval_ratio(low, high) == pytest.approx(2.5 / 1.5)
+    # at 90%, alpha = 0.1, penalty 2/alpha = 20 per unit outside:
+    # model 1: width 1.0; model 2: width 0.8 + 20 * 0.2 = 4.8; model 3: 0.4 + 20 * 0.1 = 2.4
+    assert interval_score(low, high, truth, 0.9) == pytest.approx((1.0 + 4.8 + 2.4) / 3)
+    # at 50%, 2/alpha = 4: (1.0 + 0.8 + 0.8 + 0.4 + 0.4) / 3
+    assert interval_score(low, high, truth, 0.5) == pytest.approx((1.0 + 1.6 + 0.8) / 3)
+    assert coverage([None], [None], [1.0]) is None and interval_ratio([None], [None]) is None
+    assert interval_score([None], [None], [1.0], 0.9) is None
+    assert interval_ratio([0.0], [1.0]) == math.inf
+    with pytest.raises(ValueError, match="level"):
+        interval_score(low, high, truth, 1.0)
 
 
 def test_metric_edge_cases() -> None:

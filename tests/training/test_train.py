@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,60 @@ def test_cancel_is_checked_every_step(zoo_cache: Path, task) -> None:
     with pytest.raises(Cancelled):
         train_point(spec, task, 8, FAST, DATA, device="cpu", cancel=cancel, model_and_tokenizer=mt)
     assert all(torch.equal(before[k], v) for k, v in mt[0].state_dict().items())
+
+
+def test_pause_holds_training_at_the_next_step_and_resumes(zoo_cache: Path, task) -> None:
+    """While the pause event is set no optimizer step runs; clearing it finishes the point."""
+    spec = resolve_model("tiny:gpt2-s", cache_dir=zoo_cache)
+    model, tok = load_model(spec, "cpu")
+    pause = threading.Event()
+    steps: list[int] = []
+
+    def count(module: torch.nn.Module, args: object) -> None:
+        if module.training:  # a training step's forward; evaluation runs in eval mode
+            steps.append(len(steps) + 1)
+            if len(steps) == 3:
+                pause.set()  # from inside step 3: step 4 must wait
+
+    hook = model.register_forward_pre_hook(count)
+    result: list[object] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            train_point(
+                spec,
+                task,
+                16,
+                FAST,
+                DATA,
+                device="cpu",
+                pause=pause,
+                model_and_tokenizer=(model, tok),
+            )
+        )
+    )
+    try:
+        started = time.perf_counter()
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not pause.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pause.is_set(), "training never reached step 3"
+        time.sleep(0.3)
+        held_at, weights = len(steps), _weights(model)
+        time.sleep(0.7)
+        assert len(steps) == held_at == 3, "a step ran while paused"
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+        assert worker.is_alive()
+        pause.clear()
+        worker.join(60)
+        wall = time.perf_counter() - started
+    finally:
+        pause.clear()
+        hook.remove()
+    assert not worker.is_alive() and len(result) == 1
+    point = result[0]
+    assert point.steps == len(steps) > 3  # resumed and ran every planned step
+    assert point.seconds < wall - 0.9  # the second held is not the point's time
 
 
 def test_nan_loss_is_a_point_error(zoo_cache: Path, task) -> None:

@@ -16,23 +16,24 @@ from core.events import (
     Event,
     ModelEliminated,
     PointFinished,
+    PointMeasurements,
     PolicyStopped,
     RankEntry,
     RunFinished,
     RunStarted,
 )
 from lensllm_tui.app import make_app
-from lensllm_tui.headless import _View
-from lensllm_tui.state import RunState
+from lensllm_tui.headless import ConsoleView
+from lensllm_tui.view import RunView
 from lensllm_tui.widgets import EventLog
 from lensllm_tui.widgets.event_log import describe
 from tests.ui.app_helpers import dashboard, settle_dashboard
 
 STREAM = [
     RunStarted(("a", "b", "c"), (200, 400), 1600, "/tmp/run", "builtin", 9),
-    PointFinished("a", 0, 3.0, 0.0, 0.1),
-    PointFinished("b", 0, 3.5, 0.0, 0.1),
-    PointFinished("c", 0, 4.0, 0.0, 0.1),
+    PointFinished("a", 0, PointMeasurements(3.0, 0.0, 0.1)),
+    PointFinished("b", 0, PointMeasurements(3.5, 0.0, 0.1)),
+    PointFinished("c", 0, PointMeasurements(4.0, 0.0, 0.1)),
     ModelEliminated("c", "90% interval [2.1, ...] lies above a's [..., 1.9]", 2.5e12),
     ModelEliminated("b", "90% interval [2.0, ...] lies above a's [..., 1.9]", 1.5e12),
     PolicyStopped(
@@ -55,7 +56,7 @@ ACCOUNT = (
 
 def test_headless_lists_eliminations_and_compute_saved() -> None:
     buf = io.StringIO()
-    view = _View(Console(file=buf, width=200, force_terminal=False))
+    view = ConsoleView(Console(file=buf, width=200, force_terminal=False))
     assert view.consume(iter(STREAM)) == 0
     out = buf.getvalue()
     assert "eliminated c: 90% interval [2.1, ...] lies above a's" in out
@@ -70,21 +71,21 @@ def test_headless_counter_counts_points_run_not_points_skipped() -> None:
     """After an elimination the [k/N] counter shrinks N instead of jumping over k."""
     stream = [
         *STREAM[:4],
-        PointFinished("a", 200, 2.5, 1.0, 0.1),
+        PointFinished("a", 200, PointMeasurements(2.5, 1.0, 0.1)),
         STREAM[4],  # c out: its 200 and 400 will never come (9 -> 7)
-        PointFinished("b", 200, 2.9, 1.0, 0.1),
+        PointFinished("b", 200, PointMeasurements(2.9, 1.0, 0.1)),
         *STREAM[5:],
     ]
     buf = io.StringIO()
-    view = _View(Console(file=buf, width=200, force_terminal=False))
+    view = ConsoleView(Console(file=buf, width=200, force_terminal=False))
     assert view.consume(iter(stream)) == 0
     out = buf.getvalue()
     assert "[4/9] a" in out and "[5/7] b" in out
-    assert view.total == view.finished_points == 5
+    assert view.view.total_points == view.view.settled_points == 5
 
 
 def test_tui_state_keeps_reason_and_compute_saved() -> None:
-    st = RunState()
+    st = RunView()
     for e in STREAM[:-1]:
         st.apply(e)
     c = st.model("c")
@@ -102,7 +103,9 @@ def test_tui_state_keeps_reason_and_compute_saved() -> None:
 def test_dashboard_shows_eliminations_and_the_policy_account(tmp_path: Path) -> None:
     """The real app on the stream above: log lines and the status panel carry the account."""
 
-    def source(config: RunConfig, cancel: threading.Event | None = None) -> Iterator[Event]:
+    def source(
+        config: RunConfig, cancel: threading.Event | None = None, *, pause=None
+    ) -> Iterator[Event]:
         return iter(STREAM)
 
     cfg = RunConfig(models=["a", "b", "c"], sizes=[200, 400], target=1600, out_dir=str(tmp_path))

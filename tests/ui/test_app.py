@@ -88,7 +88,7 @@ def test_chart_plots_log10_values_with_real_ticks(tmp_path: Path) -> None:
 
 
 def test_worker_error_shows_and_app_survives(tmp_path: Path) -> None:
-    def failing(config: RunConfig, cancel: threading.Event):
+    def failing(config: RunConfig, cancel: threading.Event, *, pause=None):
         for i, event in enumerate(synthetic_events(config, cancel)):
             if i == 5:
                 raise RuntimeError("CUDA out of memory (simulated)")
@@ -130,6 +130,32 @@ def test_cancel_keeps_finished_points_and_says_so(tmp_path: Path) -> None:
             assert "4 finished points kept" in _status(screen)
             assert isinstance(screen.events_seen[-1], ev.RunCancelled)
             assert app.is_running
+
+    asyncio.run(go())
+
+
+def test_pause_key_hands_the_engine_its_pause_event(tmp_path: Path) -> None:
+    """``p`` sets the pause event the engine was given (training holds on it); ``p`` clears it."""
+    handed: list[threading.Event | None] = []
+
+    def source(config: RunConfig, cancel: threading.Event, *, pause=None):
+        handed.append(pause)
+        return synthetic_events(config, cancel, pause=pause, hold_after=4)
+
+    async def go() -> None:
+        app = make_app(
+            _config(tmp_path), event_source=source, hub_models=lambda: [], autostart=True
+        )
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle_dashboard(pilot, lambda s: s.state.done_points == 4 and s.state.current)
+            (pause,) = handed
+            assert pause is not None and not pause.is_set()
+            await pilot.press("p")
+            assert pause.is_set()
+            await pilot.press("p")
+            assert not pause.is_set()
+            await pilot.press("c")
+            await settle_dashboard(pilot, lambda s: s.state.phase == "cancelled")
 
     asyncio.run(go())
 

@@ -96,7 +96,7 @@ def test_engine_samples_fitted_laws_for_the_chart() -> None:
     """LawFitted.curve: the fit evaluated from the smallest trained size to the target."""
     import numpy as np
 
-    from core.run.runner import _sample_law
+    from core.run.refit import sample_law as _sample_law
     from core.science.laws import fit_law
 
     sizes = np.array([50.0, 100, 200, 400, 800])

@@ -29,7 +29,7 @@ def _config(tmp_path: Path, **kw) -> RunConfig:
 
 
 def _recording(started: list[RunConfig]):
-    def source(config: RunConfig, cancel: threading.Event):
+    def source(config: RunConfig, cancel: threading.Event, *, pause=None):
         started.append(config)
         return synthetic_events(config, cancel)
 

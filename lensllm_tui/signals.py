@@ -1,0 +1,98 @@
+"""Ctrl-C and SIGTERM: the first asks the run to stop cleanly, a second exits at once.
+
+Schedulers and ``docker stop`` send SIGTERM, people press Ctrl-C (SIGINT); both
+mean "stop", so both set the run's cancel event: the current point stops at its
+next step, results.json says "cancelled" and the directory resumes. A second
+signal exits at once with ``os._exit``: raising KeyboardInterrupt instead
+would unwind through torch while its threads are mid-load, which can end in
+"terminate called without an active exception" (SIGABRT) rather than exit
+130. Nothing is lost by exiting at once: every finished point is already
+committed to the store and results.json is only ever replaced whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+EXIT_CANCELLED = 130
+"""What a run stopped by a signal exits with (the shell's code for Ctrl-C)."""
+
+
+def signal_name(signum: int) -> str:
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def abort_now(say: Callable[[str], None] | None = None) -> None:
+    """Exit 130 without unwinding (see the module docstring); flush what was printed."""
+    if say is not None:
+        say("aborted: finished points are kept; rerun with the same --out to resume")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing to flush to
+            stream.flush()
+    os._exit(EXIT_CANCELLED)
+
+
+class stop_on_signals:
+    """While active (main thread only): the first SIGINT/SIGTERM sets ``cancel``, a second exits.
+
+    ``say`` prints one line for each; the previous handlers come back on exit.
+    """
+
+    def __init__(self, cancel: threading.Event, say: Callable[[str], None]) -> None:
+        self.cancel = cancel
+        self.say = say
+        self.previous: dict[int, object] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.cancel.is_set():
+            abort_now(self.say)
+        self.cancel.set()
+        self.say(
+            f"cancelling ({signal_name(signum)}): the current point stops at its next step, "
+            "finished points are kept (Ctrl-C again to abort at once)"
+        )
+
+    def __enter__(self) -> stop_on_signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self.previous.clear()
+
+
+def on_stop_signals(callback: Callable[[int], None]) -> Callable[[], None]:
+    """Call ``callback(signum)`` on the running asyncio loop for SIGINT/SIGTERM; returns the undo.
+
+    For the dashboard, whose event loop owns the main thread: the callback runs
+    between the loop's tasks, never inside one. Off the main thread (or where
+    the loop cannot take signal handlers) nothing is installed.
+    """
+    import asyncio
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, callback, int(sig))
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue
+        installed.append(sig)
+
+    def undo() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return undo
