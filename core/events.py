@@ -114,6 +114,18 @@ class PointFinished(Event):
     worker: str = ""
     """The worker that trained it (``local``, ``w1``, ...); empty when reused from the store."""
 
+    @property
+    def loss(self) -> float:
+        return self.measured.loss
+
+    @property
+    def flops(self) -> float:
+        return self.measured.flops
+
+    @property
+    def seconds(self) -> float:
+        return self.measured.seconds
+
 
 @dataclass(frozen=True, slots=True)
 class PointRetried(Event):
@@ -158,18 +170,6 @@ class WorkersUpdated(Event):
     executor: str
     workers: tuple[WorkerStatus, ...]
     time: float = field(default_factory=_now)
-
-    @property
-    def loss(self) -> float:
-        return self.measured.loss
-
-    @property
-    def flops(self) -> float:
-        return self.measured.flops
-
-    @property
-    def seconds(self) -> float:
-        return self.measured.seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ from core.run.executors.jobs import (
     JobFailed,
     JobProgress,
     JobRetried,
+    JobStarted,
     JobUpdate,
     PointJob,
 )
@@ -78,6 +79,7 @@ class Executor(ABC):
         self._avoid: dict[int, str] = {}
         self._outbox: list[JobUpdate] = []
         self._closed = False
+        self.paused = False
         self.death: str = ""
         """Why the last worker died (backends set it): the reason queued jobs fail with
         when no worker is left."""
@@ -98,6 +100,10 @@ class Executor(ABC):
     @abstractmethod
     def _stop(self, slot: Slot, job: PointJob) -> None:
         """Ask the worker of ``slot`` to stop ``job`` (it reports ``cancelled``)."""
+
+    @abstractmethod
+    def _pause(self, paused: bool) -> None:
+        """Tell every worker to hold at its next step (True) or go on (False)."""
 
     @abstractmethod
     def _shutdown(self) -> None:
@@ -128,7 +134,7 @@ class Executor(ABC):
 
     def poll(self, timeout: float = 0.05) -> list[JobUpdate]:
         """Progress, results, failures and retries since the last poll (waits up to ``timeout``)."""
-        out, self._outbox = self._outbox, []
+        out = self._take_outbox()
         for update in self._collect(0.0 if out else timeout):
             slot = self._slot_of(update.job_id)
             if isinstance(update, JobProgress):
@@ -154,6 +160,10 @@ class Executor(ABC):
             out += [JobFailed(j.id, "", reason, "error") for j in self._queue]
             self._queue.clear()
         self._dispatch()
+        return out + self._take_outbox()
+
+    def _take_outbox(self) -> list[JobUpdate]:
+        out, self._outbox = self._outbox, []
         return out
 
     def cancel(self, job_id: int | None = None) -> None:
@@ -164,6 +174,13 @@ class Executor(ABC):
         for slot in self.slots:
             if slot.job is not None and (job_id is None or slot.job.id == job_id):
                 self._stop(slot, slot.job)
+
+    def pause(self, paused: bool) -> None:
+        """Hold running jobs at their next step, and start no queued one, while ``paused``."""
+        self.paused = paused
+        self._pause(paused)
+        if not paused:
+            self._dispatch()
 
     def workers(self) -> tuple[WorkerStatus, ...]:
         """Every worker's state now, for the dashboard."""
@@ -200,6 +217,8 @@ class Executor(ABC):
         return JobRetried(again, failed.worker, failed.reason)
 
     def _dispatch(self) -> None:
+        if self.paused:
+            return
         for slot in self.slots:
             if not self._queue:
                 return
@@ -208,6 +227,7 @@ class Executor(ABC):
             job = self._pick(slot)
             self._queue.remove(job)
             slot.job, slot.step, slot.total_steps = job, 0, 0
+            self._outbox.append(JobStarted(job.id, slot.name))
             self._start(slot, job)
 
     def _pick(self, slot: Slot) -> PointJob:

@@ -86,9 +86,16 @@ class JobRunner:
         return self._loaded[0][0] if self._loaded is not None else None
 
     def run(
-        self, job: PointJob, cancel: threading.Event, sink: ProgressSink
+        self,
+        job: PointJob,
+        cancel: threading.Event,
+        sink: ProgressSink,
+        pause: threading.Event | None = None,
     ) -> JobDone | JobFailed:
-        """Run ``job`` to one final update; never raises for the job's own failure."""
+        """Run ``job`` to one final update; never raises for the job's own failure.
+
+        ``cancel`` stops it at its next step; while ``pause`` is set it holds there.
+        """
         try:
             if job.fingerprint != self.task.fingerprint:
                 raise PointError(
@@ -99,7 +106,7 @@ class JobRunner:
             result = (
                 self._probe(job, pair)
                 if job.ntk is not None
-                else self._point(job, pair, cancel, sink)
+                else self._point(job, pair, cancel, sink, pause)
             )
             return JobDone(job.id, self.worker, result)
         except Cancelled:
@@ -120,7 +127,14 @@ class JobRunner:
             self._loaded = (key, load_model(job.spec, self.device))
         return self._loaded[1]
 
-    def _point(self, job: PointJob, pair: Any, cancel: threading.Event, sink: ProgressSink) -> Any:
+    def _point(
+        self,
+        job: PointJob,
+        pair: Any,
+        cancel: threading.Event,
+        sink: ProgressSink,
+        pause: threading.Event | None,
+    ) -> Any:
         from core.training.point import train_point
 
         fault = self._faults.get((job.model, job.size)) if job.attempt == 1 else None
@@ -145,6 +159,7 @@ class JobRunner:
             job.data,
             device=self.device,
             cancel=cancel,
+            pause=pause,
             on_progress=on_progress,
             model_and_tokenizer=pair,
             micro_batch_size=job.micro_batch_size,

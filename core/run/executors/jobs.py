@@ -65,6 +65,14 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
+class JobStarted:
+    """A worker took the job (again, after a retry)."""
+
+    job_id: int
+    worker: str
+
+
+@dataclass(frozen=True)
 class JobProgress:
     """Throttled progress of a running job (the training loop reports every ~0.25 s)."""
 
@@ -106,4 +114,4 @@ class JobRetried:
     reason: str
 
 
-JobUpdate = JobProgress | JobDone | JobFailed | JobRetried
+JobUpdate = JobStarted | JobProgress | JobDone | JobFailed | JobRetried

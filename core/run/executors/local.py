@@ -29,13 +29,14 @@ class LocalExecutor(Executor):
         self.slots = [Slot(LOCAL_WORKER, str(self.runner.device), started=True)]
         self._updates: queue.Queue[JobProgress | JobDone | JobFailed] = queue.Queue()
         self._cancel = threading.Event()
+        self._hold = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _start(self, slot: Slot, job: PointJob) -> None:
         self._cancel.clear()
 
         def work() -> None:
-            self._updates.put(self.runner.run(job, self._cancel, self._updates.put))
+            self._updates.put(self.runner.run(job, self._cancel, self._updates.put, self._hold))
 
         self._thread = threading.Thread(target=work, name=f"train {job.label}", daemon=True)
         self._thread.start()
@@ -53,6 +54,12 @@ class LocalExecutor(Executor):
 
     def _stop(self, slot: Slot, job: PointJob) -> None:
         self._cancel.set()
+
+    def _pause(self, paused: bool) -> None:
+        if paused:
+            self._hold.set()
+        else:
+            self._hold.clear()
 
     def _shutdown(self) -> None:
         self._cancel.set()

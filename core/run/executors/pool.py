@@ -93,6 +93,12 @@ class PoolExecutor(Executor):
         with contextlib.suppress(OSError):
             slot.commands.send(("cancel", job.id))
 
+    def _pause(self, paused: bool) -> None:
+        for w in self.slots:
+            if isinstance(w, _Worker) and w.alive and w.commands is not None:
+                with contextlib.suppress(OSError):
+                    w.commands.send(("pause", paused))
+
     def _collect(self, timeout: float) -> list[JobProgress | JobDone | JobFailed]:
         self._replace_dead()
         live = [w for w in self.slots if isinstance(w, _Worker) and w.alive]

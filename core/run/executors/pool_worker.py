@@ -7,7 +7,7 @@ Ctrl-C in a terminal reaches the whole process group and cancelling is the
 driver's decision, sent as a message.
 
 Two one-way pipes connect it to the driver. A listener thread reads commands
-(``run``, ``cancel``, ``stop``); the main thread trains and is the only sender,
+(``run``, ``cancel``, ``pause``, ``stop``); the main thread trains and is the only sender,
 so progress, results and failures go out in order. When the driver's end
 closes (the driver exited or was killed), the listener ends the process: there
 is nobody left to report to, and an orphan must not keep a GPU busy.
@@ -45,6 +45,7 @@ def main(
     runner = JobRunner(task, name, "cuda" if gpu is not None else "cpu")
     jobs: queue.Queue[PointJob | None] = queue.Queue()
     cancel = threading.Event()
+    hold = threading.Event()
     cancelled: set[int] = set()
     running: list[int] = []
 
@@ -60,6 +61,11 @@ def main(
                 cancelled.add(arg)
                 if running and running[0] == arg:
                     cancel.set()
+            elif kind == "pause":
+                if arg:
+                    hold.set()
+                else:
+                    hold.clear()
             elif kind == "stop":
                 cancel.set()
                 jobs.put(None)
@@ -72,6 +78,6 @@ def main(
         running[:] = [job.id]
         if job.id in cancelled:  # the cancel came before the job started
             cancel.set()
-        final = runner.run(job, cancel, events.send)
+        final = runner.run(job, cancel, events.send, hold)
         running.clear()
         events.send(final)

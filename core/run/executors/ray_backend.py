@@ -63,6 +63,7 @@ class RayWorker:
             ray.get(task_box[0]), name, "cuda" if on_cuda else "cpu", faults=faults
         )
         self._cancel = threading.Event()
+        self._hold = threading.Event()
         self._cancelled: set[int] = set()
         self._running: int | None = None
         self._latest: JobProgress | None = None
@@ -76,7 +77,7 @@ class RayWorker:
         if job.id in self._cancelled:
             self._cancel.set()
         try:
-            return self.runner.run(job, self._cancel, self._progress)
+            return self.runner.run(job, self._cancel, self._progress, self._hold)
         finally:
             self._running = None
 
@@ -85,6 +86,12 @@ class RayWorker:
 
     def progress(self) -> JobProgress | None:
         return self._latest
+
+    def pause(self, paused: bool) -> None:
+        if paused:
+            self._hold.set()
+        else:
+            self._hold.clear()
 
     def cancel(self, job_id: int) -> None:
         self._cancelled.add(job_id)
@@ -174,6 +181,10 @@ class RayExecutor(Executor):
     def _stop(self, slot: Slot, job: PointJob) -> None:
         assert isinstance(slot, _Actor)
         slot.handle.cancel.remote(job.id)
+
+    def _pause(self, paused: bool) -> None:
+        for a in self._actors():
+            a.handle.pause.remote(paused)
 
     def _collect(self, timeout: float) -> list[JobProgress | JobDone | JobFailed]:
         ray = self.ray
