@@ -25,6 +25,7 @@ from core.run.executors import (
     JobFailed,
     JobProgress,
     JobRetried,
+    JobStarted,
     PointJob,
     ProbeResult,
     make_executor,
@@ -149,6 +150,7 @@ def test_a_sigkilled_pool_worker_loses_no_point(
     assert "w2" in names, "the dead worker was replaced by a fresh process"
 
 
+@pytest.mark.slow  # the whole-run kill test covers the retry by default
 def test_a_worker_killing_itself_mid_point_is_retried_until_the_limit(
     task: TaskData, specs: list[ModelSpec], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -158,7 +160,10 @@ def test_a_worker_killing_itself_mid_point_is_retried_until_the_limit(
         job = PointJob(1, specs[0], 16, TRAIN, DATA, task.fingerprint)
         ex.submit(job)
         updates = drain(ex, 1)
-    assert [type(u) for u in updates if not isinstance(u, JobProgress)] == [JobRetried, JobDone]
+    assert [type(u) for u in updates if not isinstance(u, JobProgress | JobStarted)] == [
+        JobRetried,
+        JobDone,
+    ]
     # ... and with no retries left the job fails as lost
     with PoolExecutor(task, 1, threads=1, retries=0) as ex:
         ex.submit(job)
@@ -176,7 +181,7 @@ def test_out_of_memory_halves_the_micro_batch_and_records_it(
     job = next(j for j in jobs_for(specs, task) if j.size == 48 and j.spec == specs[0])
     with LocalExecutor(task, "cpu") as ex:
         ex.submit(job)
-        updates = [u for u in drain(ex, 1) if not isinstance(u, JobProgress)]
+        updates = [u for u in drain(ex, 1) if not isinstance(u, JobProgress | JobStarted)]
     retried, done = updates
     assert isinstance(retried, JobRetried) and "out of memory" in retried.reason
     assert retried.job.micro_batch_size == 4 and retried.job.attempt == 2
@@ -198,7 +203,7 @@ def test_out_of_memory_at_micro_batch_one_fails_the_point(
     job = PointJob(5, specs[0], 16, TrainConfig(batch_size=1, min_steps=2), DATA, task.fingerprint)
     with LocalExecutor(task, "cpu") as ex:
         ex.submit(job)
-        (failed,) = [u for u in drain(ex, 1) if not isinstance(u, JobProgress)]
+        (failed,) = [u for u in drain(ex, 1) if not isinstance(u, JobProgress | JobStarted)]
     assert isinstance(failed, JobFailed) and failed.cause == "oom"
     assert "micro-batch 1" in failed.reason
 
