@@ -296,18 +296,30 @@ def fixed_cost_fraction(
 
 
 def run_adaptive(
-    table: Table, target: int, *, seed: int = 0, config: AdaptiveConfig | None = None
+    table: Table,
+    target: int,
+    *,
+    seed: int = 0,
+    config: AdaptiveConfig | None = None,
+    refit: bool = True,
 ) -> tuple[Selection, float]:
     """Replay the adaptive policy (flagship predictor) on a table: its selection and cost_fraction.
 
-    The flagship is called per model (see ``core.policy.replay.selector_predictor``).
+    The flagship is called per model during the run (see
+    ``core.policy.replay.selector_predictor``); with ``refit`` every model's final
+    prediction is the flagship's pooled over all candidates on everything the policy
+    measured, so the ranking of all candidates (PearCorr) is scored on fresh
+    predictions, not on the estimates eliminated models were dropped on.
 
     Only the models with a loss at the target take part (the others cannot be scored);
     the policy reads the table through a guard that refuses the target column.
     """
     curves = [c for c in table.curves if target in c.sizes]
     t0 = time.perf_counter()
-    res = replay(curves, target, selector_predictor("lensllm", target, seed=seed), config)
+    final = selector_predictor("lensllm", target, seed=seed, pooled=True) if refit else None
+    res = replay(
+        curves, target, selector_predictor("lensllm", target, seed=seed), config, final=final
+    )
     sel = to_selection(res, target, time.perf_counter() - t0)
     return sel, res.cost_fraction
 

@@ -43,30 +43,53 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+FORMATS: tuple[str, ...] = ("text", "prompt_completion", "messages", "alpaca", "auto")
+"""Data formats ``data.format`` accepts (core/training/sources.py reads them)."""
+
+SAMPLE_BY: tuple[str, ...] = ("line", "paragraph", "document")
+"""How a .txt file is cut into examples (``datasets``' text builder ``sample_by``)."""
+
+
 @dataclass
 class DataConfig:
     """Where the task data comes from and how examples are read."""
 
     source: str = field(default="builtin", metadata={"flag": "dataset"})
     """``builtin`` (offline text shipped with Python), a local file path
-    (.jsonl/.json/.csv/.parquet/.txt) or a Hugging Face hub dataset name."""
+    (.jsonl/.json/.csv/.tsv/.parquet/.txt, also compressed as .gz), a folder
+    written by ``save_to_disk``, or a Hugging Face hub dataset name."""
     format: str = "text"
-    """``text`` (language modelling on the whole example) or ``prompt_completion``
-    (loss on completion tokens only)."""
+    """``text`` (language modelling on the whole example), ``prompt_completion``
+    (loss on completion tokens only; prompt and completion may be strings or
+    lists of chat messages), ``messages`` (chat: a list of {role, content},
+    rendered with each model's chat template, loss on assistant turns),
+    ``alpaca`` (instruction / input / output) or ``auto`` (chosen from the columns)."""
     text_column: str = "text"
-    """Column holding the text of a ``text`` example."""
+    """Column holding the text (format ``text``)."""
     prompt_column: str = "prompt"
-    """Column holding the prompt of a ``prompt_completion`` example."""
+    """Column holding the prompt (format ``prompt_completion``)."""
     completion_column: str = "completion"
-    """Column holding the completion (the tokens the loss is taken on)."""
+    """Column holding the completion (format ``prompt_completion``)."""
+    messages_column: str = "messages"
+    """Column holding a conversation (format ``messages``)."""
+    sample_by: str = "line"
+    """A .txt file's examples: one per ``line``, per ``paragraph`` (blank-line separated)
+    or the whole ``document``."""
     hub_config: str | None = None
     """Hub dataset configuration name, if the dataset has several."""
     hub_split: str = "train"
-    """Split of the hub dataset the examples are drawn from."""
+    """Split of a hub dataset, or of a saved DatasetDict, to read."""
+    validation_file: str | None = None
+    """Your own validation examples (same format and columns); used as given, and the
+    validation split is then not drawn from ``source``."""
+    test_file: str | None = None
+    """Your own test examples (same format and columns); every point is scored on them as
+    given, none is ever trained on, and the test split is then not drawn from ``source``."""
     validation_size: int = 64
-    """Held-out examples for early stopping."""
+    """Held-out examples for early stopping (drawn from ``source`` unless validation_file)."""
     test_size: int = 128
-    """Held-out examples every point's test loss is measured on (fixed per run)."""
+    """Held-out examples every point's test loss is measured on (fixed per run; drawn from
+    ``source`` unless test_file)."""
     max_length: int = 128
     """Tokens per example; longer examples are truncated."""
     seed: int = field(default=0, metadata={"flag": "data-seed"})
@@ -75,9 +98,15 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(bool(self.source), "data.source must not be empty")
         _check(
-            self.format in ("text", "prompt_completion"),
-            f"data.format must be 'text' or 'prompt_completion', not {self.format!r}",
+            self.format in FORMATS,
+            f"data.format must be one of {', '.join(FORMATS)}, not {self.format!r}",
         )
+        _check(
+            self.sample_by in SAMPLE_BY,
+            f"data.sample_by must be one of {', '.join(SAMPLE_BY)}, not {self.sample_by!r}",
+        )
+        for name in ("text_column", "prompt_column", "completion_column", "messages_column"):
+            _check(bool(getattr(self, name)), f"data.{name} must not be empty")
         _check(self.validation_size >= 1, "data.validation_size must be at least 1")
         _check(self.test_size >= 1, "data.test_size must be at least 1")
         _check(self.max_length >= 8, "data.max_length must be at least 8")

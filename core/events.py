@@ -100,6 +100,10 @@ class PointMeasurements:
     """Best validation loss when early stopping ran, else None."""
     hparams: dict[str, Any] = field(default_factory=dict)
     """Flat, JSON-ready hyperparameters the point was trained with."""
+    losses: dict[str, Any] | None = None
+    """Per-step losses: ``train`` and ``validation``, each [[step, loss], ...] (validation only
+    where checks ran); None for a point stored before they were kept. In the store only:
+    results.json leaves them out (``lensllm-tui report`` and the TensorBoard export read them)."""
 
 
 @dataclass(frozen=True, slots=True)

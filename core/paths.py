@@ -1,11 +1,13 @@
-"""The names of a run's files, in one leaf module every layer may import.
+"""Where the tool keeps its files: a run's file names and the cache root, in one leaf module.
 
 Kept apart from the code that writes each file so that a front end can find a
-run's results without importing the engine (numpy, torch) that produced them.
+run's results without importing the engine (numpy, torch) that produced them,
+and so the zoo, the data reader and the front ends agree on one cache directory.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 RESULTS_NAME = "results.json"
@@ -25,3 +27,14 @@ LOCK_NAME = ".lock"
 
 RUNS_DIR = Path("runs")
 """Where a run without an explicit out_dir gets its own timestamped directory."""
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir``, else $LENSLLM_TUI_CACHE, else ~/.cache/lensllm-tui (zoo, datasets' copies)."""
+    base = cache_dir or os.environ.get("LENSLLM_TUI_CACHE") or Path.home() / ".cache/lensllm-tui"
+    return Path(base).expanduser()
+
+
+def datasets_cache(cache_dir: str | Path | None = None) -> Path:
+    """Where ``datasets`` writes the Arrow copies of local files (never ~/.cache/huggingface)."""
+    return cache_root(cache_dir) / "datasets"

@@ -17,8 +17,6 @@ from core.config import DEFAULT_MODELS
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 """Hugging Face repo ids: optional owner, then a name; letters, digits, ._-"""
 
-DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -72,13 +70,19 @@ def check_dataset(text: str) -> Verdict:
         return Verdict(False, "type 'builtin', a local file path or a hub dataset name")
     if text == "builtin":
         return Verdict(True, "built-in offline text")
+    from core.training.sources import LOCAL_FORMATS, local_format
+
     path = Path(text).expanduser()
-    if path.suffix.lower() in DATA_SUFFIXES or _looks_like_path(text) or path.exists():
+    if path.is_dir():
+        if any((path / n).is_file() for n in ("state.json", "dataset_dict.json")):
+            return Verdict(True, f"{text}: a dataset saved with save_to_disk")
+        return Verdict(False, f"{text}: a folder, but not a save_to_disk dataset")
+    if local_format(path) is not None or _looks_like_path(text) or path.exists():
         if not path.is_file():
             return Verdict(False, f"no such file: {text}")
-        if path.suffix.lower() not in DATA_SUFFIXES:
-            return Verdict(False, f"{text}: expected one of {', '.join(DATA_SUFFIXES)}")
-        return Verdict(True, f"{text}: local {path.suffix.lstrip('.')} file")
+        if local_format(path) is None:
+            return Verdict(False, f"{text}: expected one of {', '.join(LOCAL_FORMATS)} (or .gz)")
+        return Verdict(True, f"{text}: local {''.join(path.suffixes).lstrip('.')} file")
     if HUB_ID.match(text):
         return Verdict(True, f"{text}: hub dataset, loaded when the run starts")
     return Verdict(False, f"{text!r} is neither a local file nor a valid hub dataset name")

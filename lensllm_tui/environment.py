@@ -10,7 +10,8 @@ from __future__ import annotations
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     (
         "LENSLLM_TUI_CACHE",
-        "where the tiny:NAME zoo models are pretrained once and kept (default ~/.cache/lensllm-tui)",
+        "the tool's cache: the tiny:NAME zoo models (zoo/) and datasets' Arrow copies of local"
+        " data files (datasets/); default ~/.cache/lensllm-tui",
     ),
     (
         "HF_HOME",

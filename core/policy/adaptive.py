@@ -191,6 +191,10 @@ class ModelOutcome:
     high: float | None
     cost: float
     reason: str = ""
+    stale: bool = False
+    """The prediction was made before the run's last point, so it did not see everything
+    the run measured (an eliminated model keeps the estimate it was dropped on);
+    ``core.policy.final.refit_result`` refreshes it."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,8 @@ class _State:
     reason: str = ""
     pending: dict[int, float] = field(default_factory=dict)
     """Sizes handed out by next_point and not yet observed, with their estimated cost."""
+    fitted_at: int = 0
+    """How many points the run had consumed when ``estimate`` was made."""
 
     @property
     def trained(self) -> int:
@@ -616,6 +622,10 @@ class AdaptivePolicy:
         st.status, st.reason = "failed", reason
         st.pending.clear()
 
+    def measured(self) -> list[Curve]:
+        """Every model's measured points so far as a Curve, in candidate order."""
+        return [self._curve(self._states[m]) for m in self._order]
+
     def _curve(self, st: _State) -> Curve:
         order = sorted(range(len(st.sizes)), key=lambda i: st.sizes[i])
         return Curve(
@@ -642,10 +652,10 @@ class AdaptivePolicy:
         others = [o for o in self._states.values() if self.pooled and o is not st and o.trained > 0]
         ests = self._predict([st, *others])
         for o, e in zip(others, ests[1:], strict=True):
-            o.estimate = e
+            o.estimate, o.fitted_at = e, len(self._consumed)
         est = ests[0]
         prev = st.estimate
-        st.estimate = est
+        st.estimate, st.fitted_at = est, len(self._consumed)
         if not est.usable:
             st.stable = 0
             st.reason = est.reason or "no usable prediction yet"
@@ -760,6 +770,7 @@ class AdaptivePolicy:
                     hi,
                     st.cost,
                     st.reason,
+                    est is not None and st.fitted_at < len(self._consumed),
                 )
             )
         return PolicyResult(

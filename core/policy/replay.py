@@ -18,6 +18,7 @@ from core.policy.adaptive import (
     Predictor,
     TargetColumnRead,
 )
+from core.policy.final import refit_result
 from core.science.curves import Curve
 
 
@@ -67,11 +68,15 @@ def replay(
     config: AdaptiveConfig | None = None,
     *,
     pooled: bool = False,
+    final: Predictor | None = None,
 ) -> PolicyResult:
     """Run the policy on a benchmark table: consuming a point means reading its column.
 
     The ladder is the table's sizes below the target that every model has; the
     zero-shot column (size 0, no training, cost 0) is read first for each model.
+    With ``final``, every model is refitted by it at the end on every point the
+    policy measured (``core.policy.final.refit_result``); otherwise each model keeps
+    the policy's last estimate, marked stale where it predates the last point.
     """
     if not curves:
         raise AdaptiveError("no curves to replay")
@@ -95,7 +100,9 @@ def replay(
     while (step := policy.next_point()) is not None:
         model, size = step
         policy.observe(model, size, guard.read(model, size))
-    return policy.result()
+    if final is None:
+        return policy.result()
+    return refit_result(policy.result(), policy.measured(), final)
 
 
 def selector_predictor(

@@ -41,8 +41,11 @@ class PointRecord:
     reused: bool
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat, as results.json lists a point: size, every measurement, reused."""
-        return {"size": self.size, **dataclasses.asdict(self.measured), "reused": self.reused}
+        """Flat, as results.json lists a point: size, every measurement but the per-step
+        losses (they stay in the store), reused."""
+        measured = dataclasses.asdict(self.measured)
+        measured.pop("losses", None)
+        return {"size": self.size, **measured, "reused": self.reused}
 
 
 @dataclass
@@ -60,6 +63,8 @@ class ModelRecord:
     ntk: dict[str, Any] | None = None
     spectrum: NTKSpectrum | None = None
     failed: str | None = None
+    data: dict[str, Any] | None = None
+    """How the task encodes for this model: examples cut at max_length, chat template."""
 
     def point(self, size: int) -> PointRecord | None:
         return next((p for p in self.points if p.size == size), None)
@@ -161,6 +166,7 @@ class RunRecord:
                         "transition": m.transition_dict(),
                         "prediction": m.prediction_dict(self.config.target),
                         "ntk": m.ntk,
+                        "data": m.data,
                         # Full spectrum (eigenvalues, weights (u_k . r0)^2) so the
                         # NTK-informed law can be refitted from results.json alone.
                         "spectrum": m.spectrum.to_dict() if m.spectrum is not None else None,

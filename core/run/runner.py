@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from core.config import RunConfig
 from core.errors import ConfigError, DataError
@@ -105,14 +106,22 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
 
     task = data_mod.load_task(config.data)
     sizes, warnings = _clip_ladder(task, config.sizes)
+    previews = _encoding_previews(config, task)
+    warnings += _data_warnings(task, previews)
     record = RunRecord(
         config=config,
         out_dir=out_dir,
-        models={m: ModelRecord(m) for m in config.models},
+        models={m: ModelRecord(m, data=previews.get(m)) for m in config.models},
         dataset={
             "source": config.data.source,
+            "format": task.format,
             "fingerprint": task.fingerprint,
             "train_examples": task.max_train_size,
+            "validation_examples": len(task.validation),
+            "test_examples": len(task.test),
+            "test_file": config.data.test_file,
+            "validation_file": config.data.validation_file,
+            "stats": task.stats.to_dict(),
             "sizes": sizes,
         },
         warnings=warnings,
@@ -245,6 +254,39 @@ def _unit_cost_guess(measurer: Measurer, name: str) -> float:
         zero.measured.eval_tokens / n_test if zero is not None else measurer.config.data.max_length
     )
     return 6.0 * params * max(per_example, 1.0)
+
+
+def _encoding_previews(config: RunConfig, task: Any) -> dict[str, dict[str, Any]]:
+    """Per model, before training: examples cut at max_length and the chat template used.
+
+    A model that cannot be resolved or whose tokenizer cannot be read is left
+    out here; it fails with its reason when its turn comes.
+    """
+    from core.training import models as models_mod
+    from core.training.preview import encoding_preview
+
+    out = {}
+    for name in config.models:
+        try:
+            spec = models_mod.resolve_model(name)
+            out[name] = encoding_preview(spec, task, config.data)
+        except Exception:
+            continue
+    return out
+
+
+def _data_warnings(task: Any, previews: dict[str, dict[str, Any]]) -> list[str]:
+    """Lines for the start of the run whenever reading dropped rows or encoding cut examples."""
+    from core.training.preview import preview_line
+
+    stats = task.stats
+    lines = []
+    if stats.empty or stats.duplicates or stats.held_out_overlap:
+        lines.append(f"data: {stats.summary()}")
+    for name, report in previews.items():
+        if report.get("error") or report.get("truncated") or report.get("chat_template"):
+            lines.append(preview_line(name, report))
+    return lines
 
 
 def _clip_ladder(task: TaskData, sizes: list[int]) -> tuple[list[int], list[str]]:

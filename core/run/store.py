@@ -33,9 +33,10 @@ from typing import Any
 from core.errors import StoreError, one_line
 from core.events import PointMeasurements
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever the tables change; a newer store is refused, not guessed at. Version 1
-lacked the train_loss and val_loss columns; it is upgraded in place (they read as NULL)."""
+lacked the train_loss and val_loss columns, version 2 the per-step losses; both are
+upgraded in place (the new columns read as NULL, and their points are still reused)."""
 
 _KEY_COLUMNS = (
     ("model", "TEXT NOT NULL"),
@@ -53,6 +54,7 @@ _SQL_TYPES: dict[object, str] = {
     float | None: "REAL",
     int | None: "INTEGER",
     dict[str, Any]: "TEXT NOT NULL",  # JSON
+    dict[str, Any] | None: "TEXT",  # JSON
 }
 
 MEASURED: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(PointMeasurements)
@@ -346,7 +348,7 @@ def _encode(value: Any, hint: object) -> Any:
     """A measurement as its column holds it (JSON for a dict, None kept)."""
     if value is None:
         return None
-    if hint == dict[str, Any]:
+    if hint in (dict[str, Any], dict[str, Any] | None):
         return json.dumps(dict(value), sort_keys=True, default=str)
     return int(value) if hint in (int, int | None) else float(value)
 
@@ -354,7 +356,7 @@ def _encode(value: Any, hint: object) -> Any:
 def _decode(value: Any, hint: object) -> Any:
     if value is None:
         return None
-    if hint == dict[str, Any]:
+    if hint in (dict[str, Any], dict[str, Any] | None):
         return json.loads(value)
     return int(value) if hint in (int, int | None) else float(value)
 

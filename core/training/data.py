@@ -1,15 +1,18 @@
 """Task data: load examples, split them once, hand out nested subsets and batches.
 
-A task is read once (local file, hub dataset or the built-in text), split with a
-seeded permutation into train / validation / test, and fingerprinted so that
-the store can tell whether a finished point was measured on the same data.
-Every ladder point trains on a prefix of the (already permuted) train split,
-so the 400-sample subset contains the 200-sample one, and every point is
-scored on the same test split.
+A task is read once (core/training/sources.py: files, saved datasets, hub
+datasets, in any of the supported formats), de-duplicated, split with a seeded
+permutation into train / validation / test, and fingerprinted so that the
+store can tell whether a finished point was measured on the same data. A
+user's own test or validation file is used as given and the split draws only
+the rest from the source. Every ladder point trains on a prefix of the
+(already permuted) train split, so the 400-sample subset contains the
+200-sample one, and every point is scored on the same test split.
 
-Examples are normalised to ``Example(prompt, completion)``: plain text is an
-example with an empty prompt, so one tokeniser and one loss rule ("loss on
-completion tokens only") serve both formats.
+Examples are normalised to ``Example`` (core/training/examples.py): plain text
+is an example with an empty prompt, so one tokeniser and one loss rule ("loss
+on completion tokens only") serve the plain formats; chat examples carry
+their turns and are rendered per model (core/training/encoding.py).
 """
 
 from __future__ import annotations
@@ -25,46 +28,67 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import DataConfig
-from core.errors import DataError, one_line
-from core.training.hub import hub_reachable
+from core.errors import DataError
+from core.training import chat
+from core.training.encoding import encode_examples
+from core.training.examples import IGNORE_INDEX, Encoded, Example
+from core.training.sources import read_rows, resolve_format, rows_to_examples
 
 if TYPE_CHECKING:
     import torch
 
-IGNORE_INDEX = -100
-"""Label value that cross-entropy ignores (prompt tokens, padding)."""
+__all__ = [
+    "IGNORE_INDEX",
+    "DataError",
+    "DataStats",
+    "Encoded",
+    "Example",
+    "TaskData",
+    "collate",
+    "encode_examples",
+    "load_task",
+    "make_batch",
+]
 
-LOCAL_SUFFIXES = {
-    ".jsonl": "json",
-    ".json": "json",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".txt": "text",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    """One training example; ``prompt`` is empty for plain language modelling."""
-
-    prompt: str
-    completion: str
+SPLITS: tuple[str, ...] = ("train", "validation", "test")
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
-    """One tokenised example: model inputs and labels (``IGNORE_INDEX`` where ignored).
+@dataclass(frozen=True)
+class DataStats:
+    """What reading changed: rows dropped as empty, repeats dropped, train rows held out."""
 
-    For causal models ``labels`` is aligned with ``input_ids`` (the model shifts);
-    for seq2seq models ``labels`` is the decoder target and may differ in length.
-    """
+    rows: int
+    """Rows read from the source (before anything was dropped)."""
+    empty: int = 0
+    """Rows without usable text (or, for chat, without a trained turn)."""
+    duplicates: int = 0
+    """Exact repeats of an earlier example, dropped so no test example also sits in train."""
+    held_out_overlap: int = 0
+    """Source examples also in the given test / validation file, kept out of training."""
 
-    input_ids: tuple[int, ...]
-    labels: tuple[int, ...]
+    def share(self, n: int) -> float:
+        return n / self.rows if self.rows else 0.0
 
-    @property
-    def label_tokens(self) -> int:
-        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "empty": self.empty,
+            "duplicates": self.duplicates,
+            "duplicates_share": self.share(self.duplicates),
+            "held_out_overlap": self.held_out_overlap,
+        }
+
+    def summary(self) -> str:
+        """One line for the start of a run."""
+        parts = [f"{self.rows} rows read"]
+        if self.empty:
+            parts.append(f"{self.empty} empty dropped ({self.share(self.empty):.1%})")
+        parts.append(f"{self.duplicates} duplicates dropped ({self.share(self.duplicates):.1%})")
+        if self.held_out_overlap:
+            parts.append(
+                f"{self.held_out_overlap} also in the given test/validation file kept out of training"
+            )
+        return "; ".join(parts)
 
 
 @dataclass
@@ -73,18 +97,26 @@ class TaskData:
 
     source: str
     format: str
+    """The format the examples were read in (``auto`` already resolved)."""
     train: tuple[Example, ...]
     """In seeded-permutation order: ``subset(n)`` is simply the first n."""
     validation: tuple[Example, ...]
     test: tuple[Example, ...]
     fingerprint: str
     """Stable hash of source, format, columns, split settings and content."""
+    stats: DataStats = field(default_factory=lambda: DataStats(0))
+    sources: dict[str, str] = field(default_factory=dict)
+    """Which file each split came from (for error messages); missing: ``source``."""
     _encoded: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def max_train_size(self) -> int:
         """The largest subset this task can provide (runners clip ladders to it)."""
         return len(self.train)
+
+    @property
+    def is_chat(self) -> bool:
+        return any(ex.is_chat for split in SPLITS for ex in getattr(self, split)[:1])
 
     def subset(self, size: int) -> tuple[Example, ...]:
         """The first ``size`` train examples; nested by construction."""
@@ -106,15 +138,38 @@ class TaskData:
         """Tokenise every split once per (tokenizer, kind, max_length) and cache it.
 
         Points of the same model then never re-tokenise; the cache key uses the
-        tokenizer's vocabulary hash so two loads of the same tokenizer share it.
+        tokenizer's vocabulary hash (and chat template) so two loads of the same
+        tokenizer share it.
         """
         key = (_tokenizer_key(tokenizer), kind, max_length)
         if key not in self._encoded:
             self._encoded[key] = {
-                split: tuple(encode_examples(getattr(self, split), tokenizer, kind, max_length))
-                for split in ("train", "validation", "test")
+                split: tuple(
+                    encode_examples(
+                        getattr(self, split),
+                        tokenizer,
+                        kind,
+                        max_length,
+                        source=self.sources.get(split, self.source),
+                    )
+                )
+                for split in SPLITS
             }
         return self._encoded[key]
+
+    def encoding_report(self, tokenizer: Any, kind: str, max_length: int) -> dict[str, Any]:
+        """Per model: examples cut at max_length (count and share) and the chat template used."""
+        encoded = self.encode(tokenizer, kind, max_length)
+        total = sum(len(encoded[s]) for s in SPLITS)
+        cut = sum(e.truncated for s in SPLITS for e in encoded[s])
+        return {
+            "max_length": max_length,
+            "examples": total,
+            "truncated": cut,
+            "truncated_share": cut / total if total else 0.0,
+            "truncated_train": sum(e.truncated for e in encoded["train"]),
+            "chat_template": chat.template_name(tokenizer) if self.is_chat else None,
+        }
 
 
 def _tokenizer_key(tokenizer: Any) -> str:
@@ -123,6 +178,7 @@ def _tokenizer_key(tokenizer: Any) -> str:
     h.update(type(tokenizer).__name__.encode())
     h.update(str(getattr(tokenizer, "name_or_path", "")).encode())
     h.update(str(len(vocab)).encode())
+    h.update(str(getattr(tokenizer, "chat_template", "") or "").encode())
     for tok, idx in sorted(vocab.items(), key=lambda kv: kv[1])[:4096]:
         h.update(f"{idx}:{tok}\n".encode())
     return h.hexdigest()
@@ -139,119 +195,115 @@ def load_task(cfg: DataConfig) -> TaskData:
     + at least one training example.
     """
     if cfg.source == "builtin":
-        examples = builtin_examples(cfg.format)
+        fmt = "prompt_completion" if cfg.format == "prompt_completion" else "text"
+        if cfg.format in ("messages", "alpaca"):
+            raise DataError(
+                f"the builtin data has no {cfg.format} format (use text or prompt_completion)"
+            )
+        examples, empty = builtin_examples(fmt), 0
+        rows = len(examples)
     else:
-        rows = _load_rows(cfg)
-        examples = _rows_to_examples(rows, cfg)
-    examples = _dedupe(examples)
-    held_out = cfg.validation_size + cfg.test_size
-    if len(examples) <= held_out:
+        fmt, examples, empty, rows = _read(cfg.source, cfg, None, "dataset")
+    examples, duplicates = _dedupe(examples)
+    given: dict[str, tuple[Example, ...]] = {}
+    sources: dict[str, str] = {}
+    for split, path in (("test", cfg.test_file), ("validation", cfg.validation_file)):
+        if path:
+            _, held, _, _ = _read(path, cfg, fmt, f"{split} file")
+            given[split] = tuple(_dedupe(held)[0])
+            sources[split] = path
+    held_out = {ex for split in given.values() for ex in split}
+    pool = [ex for ex in examples if ex not in held_out]
+    overlap = len(examples) - len(pool)
+    n_test = 0 if "test" in given else cfg.test_size
+    n_val = 0 if "validation" in given else cfg.validation_size
+    if len(pool) <= n_test + n_val:
         raise DataError(
-            f"{cfg.source}: {len(examples)} usable examples, but validation ({cfg.validation_size})"
-            f" + test ({cfg.test_size}) need more than {held_out}"
+            f"{cfg.source}: {len(pool)} usable examples, but validation ({n_val}) + test"
+            f" ({n_test}) drawn from it need more than {n_test + n_val}"
         )
     import numpy as np
 
-    order = np.random.default_rng(cfg.seed).permutation(len(examples))
-    shuffled = [examples[i] for i in order]
-    test = tuple(shuffled[: cfg.test_size])
-    validation = tuple(shuffled[cfg.test_size : held_out])
-    train = tuple(shuffled[held_out:])
+    order = np.random.default_rng(cfg.seed).permutation(len(pool))
+    shuffled = [pool[i] for i in order]
     return TaskData(
         source=cfg.source,
-        format=cfg.format,
-        train=train,
-        validation=validation,
-        test=test,
-        fingerprint=_fingerprint(cfg, examples),
+        format=fmt,
+        train=tuple(shuffled[n_test + n_val :]),
+        validation=given.get("validation", tuple(shuffled[n_test : n_test + n_val])),
+        test=given.get("test", tuple(shuffled[:n_test])),
+        fingerprint=_fingerprint(cfg, fmt, examples, given),
+        stats=DataStats(rows, empty, duplicates, overlap),
+        sources=sources,
     )
 
 
-def _fingerprint(cfg: DataConfig, examples: Sequence[Example]) -> str:
+def _read(
+    source: str, cfg: DataConfig, fmt: str | None, what: str
+) -> tuple[str, list[Example], int, int]:
+    """(format, examples, empty rows, rows) of one file; ``fmt`` None resolves ``cfg.format``."""
+    rows = read_rows(source, cfg, what=what)
+    if fmt is None:
+        fmt = cfg.format
+        if fmt == "auto":
+            columns = list(rows.column_names)
+            found = resolve_format(columns, cfg)
+            if found is None:
+                raise DataError(
+                    f"{source}: no known format in columns {', '.join(columns) or 'none'}"
+                    " (expected text, prompt + completion, messages, or instruction + output);"
+                    " name the columns with --text-column etc. or choose --format"
+                )
+            fmt = found
+    label = source if what == "dataset" else f"{what} {source}"
+    examples, empty = rows_to_examples(rows, cfg, label, fmt)
+    return fmt, examples, empty, len(rows)
+
+
+def _fingerprint(
+    cfg: DataConfig,
+    fmt: str,
+    examples: Sequence[Example],
+    given: dict[str, tuple[Example, ...]],
+) -> str:
     h = hashlib.sha256()
-    settings = {
+    columns = {
+        "text": [cfg.text_column],
+        "prompt_completion": [cfg.prompt_column, cfg.completion_column],
+        "messages": [cfg.messages_column],
+        "alpaca": ["instruction", "input", "output"],
+    }[fmt]
+    settings: dict[str, Any] = {
         "source": cfg.source,
-        "format": cfg.format,
-        "columns": [cfg.text_column]
-        if cfg.format == "text"
-        else [cfg.prompt_column, cfg.completion_column],
+        "format": fmt,
+        "columns": columns,
         "hub": [cfg.hub_config, cfg.hub_split],
         "split": [cfg.seed, cfg.validation_size, cfg.test_size],
         "max_length": cfg.max_length,
     }
+    if cfg.sample_by != "line":  # only where it differs, so older fingerprints still hold
+        settings["sample_by"] = cfg.sample_by
+    if given:
+        settings["given"] = sorted(given)
     h.update(json.dumps(settings, sort_keys=True).encode())
-    for ex in examples:
-        h.update(json.dumps([ex.prompt, ex.completion]).encode())
+    for ex in [*examples, *(ex for split in sorted(given) for ex in given[split])]:
+        fields = [ex.prompt, ex.completion]
+        if ex.turns:
+            fields.append([[t.role, t.content, t.trained] for t in ex.turns])
+        h.update(json.dumps(fields).encode())
         h.update(b"\n")
     return h.hexdigest()[:16]
 
 
-def _dedupe(examples: Sequence[Example]) -> list[Example]:
-    """Drop exact repeats (first kept) so no test example also sits in train."""
+def _dedupe(examples: Sequence[Example]) -> tuple[list[Example], int]:
+    """Drop exact repeats (first kept) so no test example also sits in train; (kept, dropped)."""
     seen: set[Example] = set()
     out = []
     for ex in examples:
         if ex not in seen:
             seen.add(ex)
             out.append(ex)
-    return out
-
-
-def _load_rows(cfg: DataConfig) -> Any:
-    """Rows of a local file or hub dataset through ``datasets.load_dataset``."""
-    import datasets
-
-    path = Path(cfg.source).expanduser()
-    looks_local = path.suffix.lower() in LOCAL_SUFFIXES or cfg.source.startswith((".", "/", "~"))
-    if path.is_file():
-        builder = LOCAL_SUFFIXES.get(path.suffix.lower())
-        if builder is None:
-            raise DataError(
-                f"{cfg.source}: unsupported file type (use {', '.join(sorted(LOCAL_SUFFIXES))})"
-            )
-        if path.stat().st_size == 0:
-            raise DataError(f"{cfg.source}: the file is empty")
-        try:
-            return datasets.load_dataset(builder, data_files=str(path), split="train")
-        except Exception as exc:
-            raise DataError(f"{cfg.source}: cannot read as {builder} ({one_line(exc)})") from exc
-    if path.is_dir() or looks_local:
-        raise DataError(f"dataset file not found: {cfg.source}")
-    # A hub dataset name: the cache is tried first, the network only when reachable.
-    try:
-        return datasets.load_dataset(cfg.source, cfg.hub_config, split=cfg.hub_split)
-    except Exception as exc:
-        if not hub_reachable():
-            raise DataError(
-                f"unknown dataset {cfg.source!r}: not a local file and not reachable on the"
-                " Hugging Face hub (offline?)"
-            ) from exc
-        raise DataError(f"dataset {cfg.source!r}: {one_line(exc)}") from exc
-
-
-def _rows_to_examples(rows: Any, cfg: DataConfig) -> list[Example]:
-    columns = list(getattr(rows, "column_names", []) or [])
-    if cfg.format == "text":
-        needed = [cfg.text_column]
-    else:
-        needed = [cfg.prompt_column, cfg.completion_column]
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise DataError(
-            f"{cfg.source}: missing column(s) {', '.join(missing)} (found: {', '.join(columns) or 'none'})"
-        )
-    out: list[Example] = []
-    if cfg.format == "text":
-        for text in rows[cfg.text_column]:
-            if isinstance(text, str) and text.strip():
-                out.append(Example("", text.strip()))
-    else:
-        for p, c in zip(rows[cfg.prompt_column], rows[cfg.completion_column], strict=True):
-            if isinstance(p, str) and isinstance(c, str) and c.strip():
-                out.append(Example(p, c))
-    if not out:
-        raise DataError(f"{cfg.source}: no non-empty examples")
-    return out
+    return out, len(examples) - len(out)
 
 
 # --------------------------------------------------------------------------- built-in text
@@ -360,58 +412,7 @@ def _parse(path: Path) -> ast.Module | None:
         return None
 
 
-# --------------------------------------------------------------------------- tokenising
-
-
-def encode_examples(
-    examples: Sequence[Example], tokenizer: Any, kind: str, max_length: int
-) -> list[Encoded]:
-    """Token ids and labels, loss only on completion tokens, truncated to ``max_length``.
-
-    Causal: ``prompt + completion + eos`` in one sequence, prompt positions
-    labelled IGNORE_INDEX; when too long, the prompt keeps at most half the
-    budget (its end, nearest the completion) and the completion is cut.
-    Seq2seq: the prompt is the encoder input (an empty prompt still gets the
-    tokenizer's special tokens), the completion + eos is the decoder target.
-    """
-    if kind not in ("causal", "seq2seq"):
-        raise ValueError(f"kind must be 'causal' or 'seq2seq', not {kind!r}")
-    prompts = [ex.prompt for ex in examples]
-    comps = [ex.completion for ex in examples]
-    eos = tokenizer.eos_token_id
-    if not examples:
-        return []
-    # Truncating here (completion from the right, prompt from the left so its
-    # end stays next to the completion) keeps tokenizers from warning about
-    # over-long inputs; the exact length budget is applied below.
-    comp_ids = tokenizer(comps, add_special_tokens=False, truncation=True, max_length=max_length)[
-        "input_ids"
-    ]
-    side = getattr(tokenizer, "truncation_side", "right")
-    try:
-        tokenizer.truncation_side = "left"
-        prompt_ids = tokenizer(
-            prompts, add_special_tokens=True, truncation=True, max_length=max_length
-        )["input_ids"]
-    finally:
-        tokenizer.truncation_side = side
-    out: list[Encoded] = []
-    if kind == "causal":
-        for p, c in zip(prompt_ids, comp_ids, strict=True):
-            c = [*c, eos] if eos is not None else list(c)
-            if len(p) + len(c) > max_length:
-                keep_p = min(len(p), max(max_length // 2, max_length - len(c)))
-                p = p[len(p) - keep_p :] if keep_p else []
-                c = c[: max_length - len(p)]
-            ids = tuple(p) + tuple(c)
-            labels = (IGNORE_INDEX,) * len(p) + tuple(c)
-            out.append(Encoded(ids, labels))
-    else:
-        for p, c in zip(prompt_ids, comp_ids, strict=True):
-            c = [*c, eos] if eos is not None else list(c)
-            c = c[:max_length]
-            out.append(Encoded(tuple(p) or ((eos,) if eos is not None else (0,)), tuple(c)))
-    return out
+# --------------------------------------------------------------------------- batches
 
 
 def collate(

@@ -26,7 +26,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -290,6 +290,15 @@ class _LoopOutcome:
     val_tokens: int
     held_seconds: float = 0.0
     """Time spent paused, which the point's seconds leave out."""
+    train_curve: list[float] = field(default_factory=list)
+    """The training loss of every step, in order (read from the device once, at the end)."""
+    val_curve: list[tuple[int, float]] = field(default_factory=list)
+    """(step, validation loss) of every validation check."""
+
+    def losses(self) -> dict[str, list[Any]]:
+        """Per-step losses as the store keeps them: ``train`` [[step, loss]], ``validation``."""
+        train = [[i + 1, loss] for i, loss in enumerate(self.train_curve)]
+        return {"train": train, "validation": [list(v) for v in self.val_curve]}
 
 
 def optimize(
@@ -346,6 +355,8 @@ def optimize(
     val_tokens = 0
     held = 0.0
     step = 0
+    step_losses: list[torch.Tensor] = []  # stay on the device: no sync per step
+    val_curve: list[tuple[int, float]] = []
 
     def check_finite() -> None:
         bad = int(first_bad.item())
@@ -380,6 +391,7 @@ def optimize(
         )
         window_loss += detached.float()
         window_n += 1
+        step_losses.append(detached.float())
         tokens += processed
 
         now = time.perf_counter()
@@ -403,6 +415,7 @@ def optimize(
                 autocast_dtype=autocast_dtype,
             )
             val_tokens += vt
+            val_curve.append((step + 1, val))
             if best_val is None or val < best_val:
                 best_val = val
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -421,4 +434,7 @@ def optimize(
         last_loss = float(window_loss.item()) / window_n
     if best_state is not None:
         model.load_state_dict(best_state)
-    return _LoopOutcome(step, int(tokens.item()), last_loss, best_val, val_tokens, held)
+    curve = torch.stack(step_losses).tolist() if step_losses else []
+    return _LoopOutcome(
+        step, int(tokens.item()), last_loss, best_val, val_tokens, held, curve, val_curve
+    )

@@ -33,6 +33,7 @@ from core.training.loop import (
     resolve_precision,
 )
 from core.training.models import ModelSpec, load_model, resolve_device
+from core.training.preview import model_max_length
 
 
 def planned_steps(size: int, train_cfg: TrainConfig) -> int:
@@ -81,7 +82,7 @@ def train_point(
     # What actually ran: the weights' dtype (fp32 unless a caller loaded otherwise)
     # and the autocast dtype, recorded below rather than the configured precision.
     weights_dtype = str(next(iter(model.parameters())).dtype).removeprefix("torch.")
-    max_length = _max_length(model, data_cfg.max_length)
+    max_length = model_max_length(getattr(model, "config", None), data_cfg.max_length)
     encoded = task.encode(tokenizer, spec.kind, max_length)
     train_data = [e for e in encoded["train"][: len(task.subset(size))] if e.label_tokens > 0]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -211,6 +212,7 @@ def train_point(
         train_loss=outcome.last_loss,
         val_loss=outcome.best_val,
         hparams=hparams,
+        losses=outcome.losses(),
     )
 
 
@@ -226,18 +228,6 @@ def _checkpointing(model: Any, what: str) -> Callable[[], None]:
     return getattr(model, f"activation_checkpointing_{what}", None) or getattr(
         model, f"gradient_checkpointing_{what}"
     )
-
-
-def _max_length(model: torch.nn.Module, requested: int) -> int:
-    """Requested length, clipped to the model's learned positions where it has them."""
-    cfg = getattr(model, "config", None)
-    limit = None
-    for attr in ("n_positions", "max_position_embeddings"):
-        value = getattr(cfg, attr, None)
-        if isinstance(value, int) and value > 0:
-            limit = value
-            break
-    return min(requested, limit) if limit else requested
 
 
 def _with_lora(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) -> Any:

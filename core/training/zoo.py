@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from core.flock import FileLock
+from core.paths import cache_root
 
 ZOO_VERSION = 3
 """Bump when configs, tokenizers or pretraining change: old builds are ignored."""
@@ -104,8 +105,7 @@ ZOO: dict[str, ZooEntry] = {
 
 def zoo_root(cache_dir: str | Path | None = None) -> Path:
     """``cache_dir``, else $LENSLLM_TUI_CACHE, else ~/.cache/lensllm-tui; then zoo/v<N>."""
-    base = cache_dir or os.environ.get("LENSLLM_TUI_CACHE") or Path.home() / ".cache/lensllm-tui"
-    return Path(base).expanduser() / "zoo" / f"v{ZOO_VERSION}"
+    return cache_root(cache_dir) / "zoo" / f"v{ZOO_VERSION}"
 
 
 def ensure_built(

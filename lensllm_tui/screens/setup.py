@@ -85,7 +85,13 @@ class SetupScreen(Screen):
                 yield Label("dataset", classes="key")
                 yield Input(id="dataset", compact=True)
                 yield Select(
-                    [("text", "text"), ("prompt → completion", "prompt_completion")],
+                    [
+                        ("text", "text"),
+                        ("prompt → completion", "prompt_completion"),
+                        ("chat messages", "messages"),
+                        ("alpaca", "alpaca"),
+                        ("auto", "auto"),
+                    ],
                     id="format",
                     allow_blank=False,
                     compact=True,

@@ -262,7 +262,9 @@ def test_ladder_is_clipped_to_the_dataset_with_a_warning(tmp_path: Path) -> None
     events = collect(cfg)
     start = events[0]
     assert isinstance(start, RunStarted) and start.sizes == (25, 50)
-    assert len(start.warnings) == 1 and "200" in start.warnings[0]
+    assert "ladder size(s) 200 dropped" in start.warnings[0]
+    # the run also says, before training, how many examples this model's tokenizer cuts
+    assert start.warnings[1:] == ("tiny:gpt2-s: 6 of 100 examples (6.0%) cut at max_length 32",)
     assert [e.size for e in events if isinstance(e, PointFinished)] == [0, 25, 50]
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert res["warnings"] == list(start.warnings) and res["dataset"]["sizes"] == [25, 50]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from core.bench import Table, run_bench
 from core.science.curves import Curve
-from core.science.flagship import LEVEL, predict_lensllm
+from core.science.flagship import LEVEL, NO_BACKTEST, backtest, log_points, predict_lensllm
 from core.science.selectors import select
 
 BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
@@ -151,7 +151,7 @@ ATS_PEARSON = {
 
 @pytest.mark.skipif(not (BENCH / "flan.csv").is_file(), reason="benchmark tables absent")
 def test_beats_ats_on_the_published_curves() -> None:
-    """Issue 4's targets over the 14 cells (flan, gigaword x 7 budgets)."""
+    """The first targets set for the flagship, over the 14 cells (flan, gigaword x 7 budgets)."""
     tables = [Table.read(BENCH / f"{name}.csv") for name in ("flan", "gigaword")]
     recs = run_bench(tables, methods=("lensllm", "ats"))
     ours = [r for r in recs if r["method"] == "lensllm"]
@@ -179,3 +179,66 @@ def test_a_curve_with_an_ntk_spectrum_uses_F_of_theta() -> None:
     assert {"s", "tau"} <= set(p.fit.params)  # the spectral law, not the free-F one
     assert p.low is not None and p.high is not None and p.low < truth[0] * 1.5
     assert all(q.fit is not None and "F" in q.fit.params for q in preds[1:])
+
+
+# --- the backtest: when to extrapolate, how wide to be --------------------------------
+
+
+def noisy_flat_table(seed: int, m: int = 12) -> list[Curve]:
+    """Curves that wander around a flat level (2% noise, no trend): extrapolating a
+    noisy last stretch misleads, the last loss is the better guess."""
+    rng = np.random.default_rng(seed)
+    sizes = tuple(16 * 2**k for k in range(9))
+    out = []
+    for i in range(m):
+        level = rng.uniform(0.1, 0.3)
+        y = level * np.exp(rng.normal(0.0, 0.02, len(sizes)))
+        out.append(Curve(f"flat{i}", sizes, tuple(float(v) for v in y)))
+    return out
+
+
+def test_backtest_falls_back_to_the_last_loss_on_noisy_flat_curves() -> None:
+    weights = []
+    for seed in range(6):
+        curves = noisy_flat_table(seed)
+        bt = backtest([log_points(c) for c in curves])
+        assert bt.errors >= 12 and 0.0 <= bt.weight <= 1.0
+        weights.append(bt.weight)
+        preds = predict_lensllm(curves, curves[0].sizes[-1], 16 * 2**14)
+        # predictions stay near the last loss instead of following the last wiggle
+        last = np.log([c.losses[-1] for c in curves])
+        moved = np.abs(np.log([p.predicted for p in preds]) - last)
+        raw = predict_lensllm(curves, curves[0].sizes[-1], 16 * 2**14, calibrate=False)
+        raw_moved = np.abs(np.log([p.predicted for p in raw]) - last)
+        assert moved.mean() <= 0.5 * raw_moved.mean()
+    assert np.median(weights) < 0.3
+
+
+def test_backtest_trusts_the_extrapolation_on_clean_power_laws() -> None:
+    for seed in range(6):
+        curves, _ = law_table(seed, m=8, sigma=0.002)
+        bt = backtest([log_points(c) for c in curves])
+        assert bt.weight > 0.8  # a law flattening towards E: a little below 1, no fallback
+    d = np.asarray(SIZES, dtype=float)
+    straight = [
+        Curve(f"m{k}", SIZES, tuple(float(v) for v in 3.0 * (d / 200) ** -slope))
+        for k, slope in enumerate((0.05, 0.10, 0.15))
+    ]
+    assert backtest([log_points(c) for c in straight]).weight == pytest.approx(1.0, abs=1e-6)
+
+
+def test_backtest_needs_enough_curves_and_points() -> None:
+    curves, _ = law_table(2, m=2)  # fewer than MIN_POOL curves: nothing to learn from
+    assert backtest([log_points(c) for c in curves]) == NO_BACKTEST
+    two = [Curve(f"m{i}", (200, 400), (3.0 - 0.1 * i, 2.9 - 0.1 * i)) for i in range(4)]
+    assert backtest([log_points(c) for c in two]) == NO_BACKTEST
+    assert NO_BACKTEST.quantile == pytest.approx(1.6448536, rel=1e-6)  # the normal 90%
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(curves_strategy())
+def test_backtest_never_raises_on_arbitrary_positive_curves(curves: list[Curve]) -> None:
+    rows = [r for r in (log_points(c) for c in curves) if r[0].size >= 2]
+    bt = backtest(rows)
+    assert 0.0 <= bt.weight <= 1.0
+    assert math.isfinite(bt.quantile) and bt.quantile >= 0
