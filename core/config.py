@@ -117,7 +117,7 @@ class TrainConfig:
     """How one point is fine-tuned; recorded with every point in the store."""
 
     learning_rate: float = field(default=5e-4, metadata={"aliases": ("lr",)})
-    """Peak learning rate of AdamW (linear warm-up, then linear decay)."""
+    """Peak learning rate of AdamW (linear warm-up, then cosine decay to zero)."""
     batch_size: int = 16
     """Examples per optimizer step."""
     epochs: float = 1.0
@@ -172,7 +172,9 @@ class NTKConfig:
     probe_size: int = 32
     """Examples in the NTK probe set (the kernel is probe_size x probe_size)."""
     projection_dim: int | None = None
-    """Randomly project per-example gradients to this many dimensions (None: exact)."""
+    """Randomly project per-example gradients to this many dimensions. None (the default)
+    chooses: the exact kernel where the probe's gradients fit in memory, else a
+    16,384-wide CountSketch (core/training/ntk.py), which keeps 0.1B-8B models cheap."""
     seed: int = field(default=0, metadata={"flag": "ntk-seed"})
     """Seed of the probe set and of the random projection."""
 
@@ -506,7 +508,10 @@ def _fits(value: Any, kind: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, kind)
+    if typing.get_origin(kind) is typing.Literal:
+        return any(_fits(value, type(v)) and value == v for v in typing.get_args(kind))
+    origin = typing.get_origin(kind) or kind
+    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
 def describe(kind: Any) -> str:
@@ -516,8 +521,11 @@ def describe(kind: Any) -> str:
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
         example = "[200, 400]" if item is int else '["a", "b"]'
-        return f"a list of {_NAMES[item]}s such as {example}"
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+        return f"a list of {_NAMES.get(item, 'value')}s such as {example}"
+    if typing.get_origin(kind) is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(kind))
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return words.get(kind, "a table" if (typing.get_origin(kind) or kind) is dict else str(kind))
 
 
 _NAMES = {int: "integer", float: "number", str: "string", bool: "boolean"}

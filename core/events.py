@@ -270,6 +270,10 @@ class RankEntry:
     low: float
     high: float
     score: float
+    path: tuple[tuple[float, float, float, float], ...] = ()
+    """The prediction from the budget to the target as (samples, median, low, high), the
+    target last (its median is ``predicted_target``): what the chart draws, since the
+    prediction, not the fitted law, is what ranks (core.science.predictive)."""
 
 
 @dataclass(frozen=True, slots=True)

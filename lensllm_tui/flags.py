@@ -58,6 +58,8 @@ def flags() -> list[Flag]:
     out: list[Flag] = []
     taken: set[str] = set()
     for key in config_keys():
+        if not _spellable(key.type):
+            continue  # a table-valued key is set in TOML only
         name = key.flag or key.name.replace("_", "-")
         if name in taken and not key.flag and key.section is not None:
             name = f"{key.section}-{name}"
@@ -130,11 +132,24 @@ def parse(text: str, kind: Any, flag: str) -> Any:
 
 
 def _scalar(text: str, kind: Any) -> Any:
+    if typing.get_origin(kind) is typing.Literal:
+        for choice in typing.get_args(kind):
+            if str(choice) == text:
+                return choice
+        raise ValueError(text)
     if kind is int:
         return int(text)
     if kind is float:
         return float(text)
     return text
+
+
+def _spellable(kind: Any) -> bool:
+    """Whether a value of ``kind`` can be typed as one flag: scalars, choices, lists of them."""
+    inner = _inner(kind)
+    if typing.get_origin(inner) is list:
+        inner = typing.get_args(inner)[0]
+    return inner in (bool, int, float, str) or typing.get_origin(inner) is typing.Literal
 
 
 def _inner(kind: Any) -> Any:
@@ -147,7 +162,10 @@ def _metavar(kind: Any) -> str:
         (item,) = typing.get_args(inner)
         word = _metavar(item)
         return f"{word},{word},..."
-    word = {int: "INTEGER", float: "NUMBER", str: "TEXT"}[inner]
+    if typing.get_origin(inner) is typing.Literal:
+        word = "|".join(str(v) for v in typing.get_args(inner))
+    else:
+        word = {int: "INTEGER", float: "NUMBER"}.get(inner, "TEXT")
     return word if inner is kind else f"{word}|none"
 
 

@@ -43,6 +43,8 @@ class ModelView:
     predicted: float = math.nan
     low: float = math.nan
     high: float = math.nan
+    path: tuple[tuple[float, float, float, float], ...] = ()
+    """The predicted median and interval from the budget to the target (RankEntry.path)."""
     rank: int | None = None
     transition: int | None = None
     transition_confidence: float = math.nan
@@ -318,6 +320,7 @@ class RunView:
             m.rank = e.rank
             if math.isfinite(e.predicted_target):
                 m.predicted, m.low, m.high = e.predicted_target, e.low, e.high
+            m.path = tuple(e.path)
         for m in self.models.values():
             if m.name not in ranked:
                 m.rank = None

@@ -38,14 +38,60 @@ def point_hparams(config: RunConfig, device_kind: str) -> dict[str, Any]:
     return {"train": train, "data": dataclasses.asdict(config.data), "device": device_kind}
 
 
-def ntk_settings(config: RunConfig) -> dict[str, Any]:
-    """What decides a model's NTK spectrum besides the model and the data fingerprint."""
+def ntk_settings(config: RunConfig, identity: str = "") -> dict[str, Any]:
+    """What decides a model's NTK spectrum besides its name and the data fingerprint.
+
+    The model's identity (config and weights) and whether the kernel is over
+    LoRA adapters belong here too: a replaced folder or a LoRA run must not
+    reuse a spectrum measured on other parameters.
+    """
     return {
         "probe_size": config.ntk.probe_size,
-        "projection_dim": config.ntk.projection_dim,
+        "projection_dim": config.ntk.projection_dim or "auto",
         "seed": config.ntk.seed,
         "max_length": config.data.max_length,
+        "model_identity": identity,
+        "lora_r": config.train.lora_r if config.train.lora else 0,
     }
+
+
+def check_candidate(name: str, device: str, *, lora: bool) -> ModelSpec:
+    """Resolve a candidate and check it fits the device; ModelFailure with why not.
+
+    The runner calls this for every candidate before the first point trains, so
+    a typo in the last model name, an encoder-only checkpoint or a model too big
+    for the device is reported at start, not after the others have trained.
+    """
+    try:
+        spec = models_mod.resolve_model(name)
+        models_mod.check_fits(spec, device, lora=lora)
+    except Exception as exc:
+        raise ModelFailure(one_line(exc)) from exc
+    return spec
+
+
+def common_max_length(
+    config: RunConfig, specs: dict[str, ModelSpec]
+) -> tuple[RunConfig, list[str]]:
+    """The run's max_length cut to the smallest candidate context, with a warning if cut.
+
+    Every candidate is then scored on the same test tokens' budget: a model with
+    a 32-token context would otherwise be scored on truncated text while the
+    others see 256 tokens, and their losses would not compare.
+    """
+    limits = {n: s.context for n, s in specs.items() if s.context}
+    if not limits:
+        return config, []
+    shortest = min(limits, key=lambda n: limits[n])
+    common = min(config.data.max_length, limits[shortest])
+    if common >= config.data.max_length:
+        return config, []
+    data = dataclasses.replace(config.data, max_length=common)
+    note = (
+        f"max_length cut from {config.data.max_length} to {common} tokens for every candidate,"
+        f" the context of {shortest} (the smallest), so all are scored on the same test tokens"
+    )
+    return dataclasses.replace(config, data=data), [note]
 
 
 @dataclasses.dataclass
@@ -74,24 +120,46 @@ class Measurer:
         self.record = record
         self.controls = controls
         self.device = device
-        self.hparams_hash = settings_hash(point_hparams(config, device.split(":")[0]))
+        self.hparams = point_hparams(config, device.split(":")[0])
+        self.specs: dict[str, ModelSpec] = {}
+        """Candidates resolved by ``check`` (before any training), by name."""
         self.computed = 0
         self.reused = 0
 
     def resolve(self, name: str) -> Candidate:
-        """The model's spec and record; ModelFailure when it cannot be resolved."""
+        """The model's spec (checked at start) and record; ModelFailure when unresolvable."""
+        spec = self.specs.get(name)
+        if spec is None:
+            spec = check_candidate(name, self.device, lora=self.config.train.lora)
+            self.specs[name] = spec
         rec = self.record.models[name]
-        try:
-            spec = models_mod.resolve_model(name)
-        except Exception as exc:
-            raise ModelFailure(one_line(exc)) from exc
         rec.params = float(spec.params) if spec.params else None
         rec.family = spec.family
         return Candidate(spec, rec)
 
     def key(self, name: str, size: int) -> PointKey:
-        return PointKey(
-            name, self.task.fingerprint, size, self.config.train.seed, self.hparams_hash
+        """The store key of a point: the model's identity is part of its hash."""
+        spec = self.specs.get(name)
+        identity = spec.identity if spec is not None else ""
+        hashed = settings_hash({**self.hparams, "model_identity": identity})
+        return PointKey(name, self.task.fingerprint, size, self.config.train.seed, hashed)
+
+    def stale_points(self, name: str) -> int:
+        """Stored points of ``name`` on this data and seed measured on a different model.
+
+        They have the name but not the identity (the folder was replaced, the
+        snapshot moved): never reused, and the run says so.
+        """
+        spec = self.specs.get(name)
+        if spec is None:
+            return 0
+        fp, seed = self.task.fingerprint, self.config.train.seed
+        return sum(
+            1
+            for p in self.store.points(name)
+            if p.key.fingerprint == fp
+            and p.key.seed == seed
+            and p.measured.hparams.get("model_identity") not in (None, spec.identity)
         )
 
     def reuse(self, cand: Candidate, size: int) -> PointFinished | None:
@@ -118,7 +186,8 @@ class Measurer:
     def stored_spectrum(self, cand: Candidate) -> NTKComputed | None:
         """The model's NTK spectrum from the store, recorded as reused; None when absent."""
         rec = cand.rec
-        got = self.store.get_spectrum(rec.model, self.task.fingerprint, ntk_settings(self.config))
+        settings = ntk_settings(self.config, cand.spec.identity)
+        got = self.store.get_spectrum(rec.model, self.task.fingerprint, settings)
         if got is None:
             return None
         rec.spectrum = NTKSpectrum.from_dict(got.spectrum)
@@ -134,6 +203,11 @@ class Measurer:
         cand.rec.add_point(_point_record(stored, reused=False))
         return PointFinished(cand.rec.model, size, stored.measured, False, worker=worker)
 
+    def ladder_examples(self) -> float:
+        """Training examples one model's ladder processes: every size times the epochs."""
+        sizes = self.record.dataset.get("sizes") or self.config.sizes
+        return float(sum(sizes)) * float(self.config.train.epochs)
+
     def probed(self, cand: Candidate, result: Any, error: str | None) -> NTKComputed:
         """Store and record a probe's spectrum; a failed probe leaves the law's F free.
 
@@ -141,7 +215,7 @@ class Measurer:
         on without a spectrum, so its law falls back to F free.
         """
         rec = cand.rec
-        summary = _ntk_summary(result, error)
+        summary = _ntk_summary(result, error, self.ladder_examples())
         if not summary["ok"]:
             rec.ntk = {"ok": False, "reason": summary["reason"]}
             n, seconds = summary.get("n", 0), summary.get("seconds", 0.0)
@@ -149,7 +223,7 @@ class Measurer:
                 rec.model, n, math.nan, (), math.nan, seconds, ok=False, reason=summary["reason"]
             )
         spectrum = result.spectrum
-        settings = ntk_settings(self.config)
+        settings = ntk_settings(self.config, cand.spec.identity)
         self.store.put_spectrum(
             rec.model, self.task.fingerprint, settings, spectrum.to_dict(), summary
         )
@@ -158,8 +232,12 @@ class Measurer:
         return _ntk_event(rec.model, summary)
 
 
-def _ntk_summary(result: Any, error: str | None) -> dict[str, Any]:
-    """The probe's summary for results.json and the store, or ok=False with the reason."""
+def _ntk_summary(result: Any, error: str | None, ladder: float) -> dict[str, Any]:
+    """The probe's summary for results.json and the store, or ok=False with the reason.
+
+    ``ladder_fraction`` is the probe's FLOPs over the ladder's training FLOPs for the
+    same model (6 x parameters x ``ladder`` examples x the probe's tokens per example).
+    """
     if error is not None:
         return {"ok": False, "reason": error}
     try:
@@ -178,7 +256,17 @@ def _ntk_summary(result: Any, error: str | None) -> dict[str, Any]:
         "flops": result.flops,
         "path": result.path,
         "projection_dim": result.projection_dim,
+        "projection": result.projection,
+        "num_params": result.num_params,
+        "ladder_fraction": _ladder_fraction(result, ladder),
     }
+
+
+def _ladder_fraction(result: Any, ladder: float) -> float | None:
+    total = getattr(result, "total_params", None) or result.num_params
+    per_example = result.tokens / max(result.n, 1)
+    ladder_flops = 6.0 * total * ladder * per_example
+    return float(result.flops / ladder_flops) if ladder_flops > 0 else None
 
 
 def _ntk_event(model: str, summary: dict[str, Any]) -> NTKComputed:

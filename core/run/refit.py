@@ -23,6 +23,7 @@ from core.science.curves import Curve
 from core.science.laws import FitResult
 from core.science.phase import Transition, detect_transition
 from core.science.prediction import Prediction, Selection
+from core.science.predictive import PathPoint, predictive_paths
 from core.science.selectors import select
 
 CURVE_SAMPLES = 48
@@ -54,8 +55,13 @@ def refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[E
         rec.prediction = pred
         rec.transition = detect_transition(curve)  # once per model and refit
     by_model = {p.model: p for p in selection.predictions}
+    # What the chart draws: the same selector asked between the budget and the target.
+    paths = predictive_paths(
+        config.selector, curves, selection.budget, config.target, seed=config.train.seed
+    )
     record.ranking = tuple(
-        _entry(rank, by_model[name]) for rank, name in enumerate(selection.ranking, 1)
+        _entry(rank, by_model[name], paths.get(name, ()))
+        for rank, name in enumerate(selection.ranking, 1)
     )
     if model is not None and model in by_model:
         yield from _model_events(config, record.models[model], by_model[model])
@@ -109,8 +115,10 @@ def sample_law(
     )
 
 
-def _entry(rank: int, p: Prediction) -> RankEntry:
-    return RankEntry(rank, p.model, _num(p.predicted), _num(p.low), _num(p.high), _num(p.score))
+def _entry(rank: int, p: Prediction, path: tuple[PathPoint, ...]) -> RankEntry:
+    return RankEntry(
+        rank, p.model, _num(p.predicted), _num(p.low), _num(p.high), _num(p.score), path
+    )
 
 
 def _num(value: float | None, default: float = float("nan")) -> float:

@@ -28,6 +28,7 @@ from core.config import RunConfig
 from core.errors import ConfigError, DataError
 from core.events import (
     Event,
+    ModelFailed,
     PolicyStopped,
     RunCancelled,
     RunFinished,
@@ -39,13 +40,21 @@ from core.policy.ladder import LadderPolicy, Policy
 from core.policy.replay import selector_predictor
 from core.policy.warm_start import ZeroShotFirst
 from core.run.account import policy_account
-from core.run.candidate import Measurer, ntk_settings, point_hparams
+from core.run.candidate import (
+    Measurer,
+    ModelFailure,
+    check_candidate,
+    common_max_length,
+    ntk_settings,
+    point_hparams,
+)
 from core.run.executors import make_executor, resolve_backend
 from core.run.records import ModelRecord, RunRecord
 from core.run.scheduler import Scheduler
 from core.run.store import Store
 from core.run.worker import Controls
 from core.training.data import TaskData
+from core.training.models import ModelSpec, check_device
 
 POLICIES = ("ladder", "adaptive")
 
@@ -80,14 +89,15 @@ def run_events(
 ) -> Iterator[Event]:
     """Run ``config`` and yield its events; ConfigError/DataError for run-level problems.
 
-    Configuration problems (an unavailable policy) raise here, before the
-    generator starts; a dataset that cannot be loaded raises ``DataError`` on
+    Configuration problems (an unavailable policy, a device this machine does
+    not have) raise here, before the generator starts; a dataset that cannot be loaded raises ``DataError`` on
     the first ``next()``. Per-model problems are events (ModelFailed), never
     exceptions. The generator may be closed early: it then stops training and
     closes the store. While ``pause`` is set, training holds at its next step
     (and no new point starts) until it is cleared; cancel still stops it.
     """
     plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
+    check_device(config.device)  # and a device this machine does not have
     if resolve_backend(config.executor, config.device) == "ray":
         from core.run.executors.ray_backend import import_ray
 
@@ -106,6 +116,9 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
 
     task = data_mod.load_task(config.data)
     sizes, warnings = _clip_ladder(task, config.sizes)
+    device = _device(config.device)
+    specs, refused = _check_candidates(config, device)
+    config, cut = common_max_length(config, specs)
     previews = _encoding_previews(config, task)
     warnings += _data_warnings(task, previews)
     record = RunRecord(
@@ -123,13 +136,16 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
             "validation_file": config.data.validation_file,
             "stats": task.stats.to_dict(),
             "sizes": sizes,
+            "max_length": config.data.max_length,
         },
-        warnings=warnings,
+        warnings=[*warnings, *cut],
     )
-    measurer = Measurer(
-        config, task, Store(out_dir / STORE_NAME), record, controls, _device(config.device)
-    )
+    measurer = Measurer(config, task, Store(out_dir / STORE_NAME), record, controls, device)
+    measurer.specs.update(specs)
+    record.warnings.extend(_stale_warnings(measurer))
+    warnings = record.warnings
     total = sum(len(plan_sizes(config, sizes)) for _ in config.models)
+    good = [m for m in config.models if m not in refused]
     try:
         yield RunStarted(
             models=tuple(config.models),
@@ -140,11 +156,14 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
             total_points=total,
             warnings=tuple(warnings),
         )
+        for name, reason in refused.items():  # every candidate was checked before training
+            record.models[name].failed = reason
+            yield ModelFailed(name, reason)
         record.write()
         if config.policy == "adaptive":
-            policy: Policy = ZeroShotFirst(config.models, _adaptive_builder(measurer, sizes))
+            policy: Policy = ZeroShotFirst(good, _adaptive_builder(measurer, sizes))
         else:
-            policy = LadderPolicy(config.models, sizes)
+            policy = LadderPolicy(good, sizes)
         executor = make_executor(config.executor, task, measurer.device)
         try:
             yield from Scheduler(measurer, policy, total, executor).run()
@@ -156,6 +175,33 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
     finally:
         controls.stop.set()
         measurer.store.close()
+
+
+def _check_candidates(
+    config: RunConfig, device: str
+) -> tuple[dict[str, ModelSpec], dict[str, str]]:
+    """Every candidate resolved and checked before any trains: (specs, refused with why)."""
+    specs: dict[str, ModelSpec] = {}
+    refused: dict[str, str] = {}
+    for name in config.models:
+        try:
+            specs[name] = check_candidate(name, device, lora=config.train.lora)
+        except ModelFailure as failure:
+            refused[name] = str(failure)
+    return specs, refused
+
+
+def _stale_warnings(measurer: Measurer) -> list[str]:
+    """One line per model whose stored points were measured on a different model."""
+    out = []
+    for name in measurer.specs:
+        stale = measurer.stale_points(name)
+        if stale:
+            out.append(
+                f"{name}: {stale} stored point(s) were measured on a different model"
+                " (its config or weight files changed); they are not reused"
+            )
+    return out
 
 
 def _ending(measurer: Measurer, seconds: float) -> Event:

@@ -87,8 +87,7 @@ def check_device(device: str) -> str:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"device {device!r}: this machine has no usable CUDA device"
-                f" (torch {torch.__version__}); use --device cpu or auto"
+                f"device {device!r}: this machine has no CUDA device; use --device cpu or auto"
             )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:

@@ -82,6 +82,8 @@ class NTKResult:
     """``cuda_allocated``, ``rss`` or ``''`` (not measured)."""
     num_params: int
     """Number of scalar parameters the gradients are taken over."""
+    total_params: int
+    """Every parameter of the model (what a forward and backward pass costs)."""
     n: int
     tokens: int
     """Tokens the probe forward passes run over (after truncation)."""
@@ -211,6 +213,7 @@ def probe_ntk(
         peak_memory_bytes=meter.peak,
         memory_kind=meter.kind,
         num_params=num_params,
+        total_params=total,
         n=n,
         tokens=tokens,
         projection_dim=projection_dim,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -189,6 +190,7 @@ def train_point(
         "precision": _precision_ran(autocast_dtype, weights_dtype),
         "weights_dtype": weights_dtype,
         "checkpoint_dtype": spec.dtype or "unknown",
+        "model_identity": spec.identity,
         "gradient_checkpointing": train_cfg.gradient_checkpointing,
         "group_by_length": train_cfg.group_by_length,
         "lora": train_cfg.lora,
@@ -228,6 +230,25 @@ def _checkpointing(model: Any, what: str) -> Callable[[], None]:
     return getattr(model, f"activation_checkpointing_{what}", None) or getattr(
         model, f"gradient_checkpointing_{what}"
     )
+
+
+@contextmanager
+def as_trained(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) -> Iterator[Any]:
+    """The model as a point trains it: with LoRA adapters under ``lora``, else itself.
+
+    The adapters are removed again on exit, so the caller's model is unchanged;
+    the NTK probe uses this so that under LoRA its kernel is over the adapters.
+    """
+    if not train_cfg.lora:
+        yield model
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)  # the adapters' init, as a point draws it
+        peft_model = _with_lora(model, spec, train_cfg)
+    try:
+        yield peft_model
+    finally:
+        peft_model.unload()
 
 
 def _with_lora(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) -> Any:

@@ -4,6 +4,11 @@ The pinned plotext breaks on repeated log-scale axes, so the chart plots
 log10 values on linear axes and writes the real values on the ticks. Each
 chart owns its plotext figure (``self.plt``); a replot is clear -> plot ->
 refresh, and the caller batches and throttles replots.
+
+Beyond the measured points the line is what is predicted, not the fitted law:
+the selector's predictive median from the budget to the target with its
+interval as a dotted band (``RankEntry.path``), so the line ends on the ``*``
+the ranking uses. Only a selector that gives no path falls back to its law.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ import numpy as np
 from textual_plotext import PlotextPlot
 
 from lensllm_tui.view import ModelView, RunView
+
+Series = tuple[str, list[float], list[float]]
+"""(role, log10 samples, log10 loss): ``median`` and ``low``/``high`` of the predicted
+path, or ``law`` where only a fitted law is known."""
 
 COLORS = ("cyan", "orange", "green", "magenta", "blue", "red", "yellow", "white")
 """Series colours, in model order (plotext colour names)."""
@@ -90,9 +99,12 @@ class LossChart(PlotextPlot):
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title("test loss vs samples, log-log · o measured  X phase change  * at target")
-        plt.xlabel("samples")
         state = self._state
+        title = "test loss vs samples, log-log · o measured  X phase change  * at target"
+        if state is not None and any(m.path for m in state.models.values()):
+            title += "  — predicted median, ·· interval"
+        plt.title(title)
+        plt.xlabel("samples")
         if state is None or not state.models:
             plt.xticks([], [])
             plt.yticks([], [])
@@ -143,23 +155,10 @@ class LossChart(PlotextPlot):
         color = "gray" if faded else COLORS[index % len(COLORS)]
         used: list[float] = []
         pts = sorted((s, v) for s, v in m.points.items() if s > 0 and v > 0)
-        if m.fit_ok and (m.curve or m.params):
-            if m.curve:  # sampled by the engine, which holds the NTK spectrum
-                grid = np.array([x for x, _ in m.curve], dtype=float)
-                ys = np.array([y for _, y in m.curve], dtype=float)
-            else:
-                grid = np.geomspace(10**x_lo, target, 60)
-                ys = law_values(m.law, m.params, grid)
-            if ys is not None:
-                ok = np.isfinite(ys) & (ys > 0)
-                if ok.any():
-                    plt.plot(
-                        np.log10(grid[ok]).tolist(),
-                        np.log10(ys[ok]).tolist(),
-                        color=color,
-                        marker="braille",
-                    )
-                    used.extend(ys[ok].tolist())
+        for role, xs, ys in predicted_series(m, target, x_lo):
+            marker = "braille" if role in ("median", "law") else "dot"
+            plt.plot(xs, ys, color=color, marker=marker)
+            used.extend(10**y for y in ys)
         if pts:
             plt.scatter(
                 [math.log10(s) for s, _ in pts],
@@ -175,3 +174,41 @@ class LossChart(PlotextPlot):
             plt.scatter([math.log10(target)], [math.log10(m.predicted)], color=color, marker="*")
             used.append(m.predicted)
         return used
+
+
+def predicted_series(m: ModelView, target: int, x_lo: float) -> list[Series]:
+    """What the chart draws beyond a model's points, in log10 coordinates.
+
+    With a predicted path: the median from the last measured point to the target
+    and the interval's two edges (where the selector gives one). Without one,
+    the fitted law as the engine sampled it (or evaluated here), when it is ok.
+    """
+    path = [p for p in m.path if p[0] > 0 and math.isfinite(p[1]) and p[1] > 0]
+    if path:
+        measured = sorted((s, v) for s, v in m.points.items() if 0 < s < path[0][0] and v > 0)
+        start = [measured[-1]] if measured else []
+        xs = [math.log10(s) for s, _ in start] + [math.log10(p[0]) for p in path]
+        ys = [math.log10(v) for _, v in start] + [math.log10(p[1]) for p in path]
+        out: list[Series] = [("median", xs, ys)]
+        for role, col in (("low", 2), ("high", 3)):
+            edge = [p for p in path if math.isfinite(p[col]) and p[col] > 0]
+            if edge:
+                ex = [math.log10(s) for s, _ in start] + [math.log10(p[0]) for p in edge]
+                ey = [math.log10(v) for _, v in start] + [math.log10(p[col]) for p in edge]
+                out.append((role, ex, ey))
+        return out
+    if not (m.fit_ok and (m.curve or m.params)):
+        return []
+    if m.curve:  # sampled by the engine, which holds the NTK spectrum
+        grid = np.array([x for x, _ in m.curve], dtype=float)
+        ys = np.array([y for _, y in m.curve], dtype=float)
+    else:
+        grid = np.geomspace(10**x_lo, target, 60)
+        values = law_values(m.law, m.params, grid)
+        if values is None:
+            return []
+        ys = values
+    ok = np.isfinite(ys) & (ys > 0)
+    if not ok.any():
+        return []
+    return [("law", np.log10(grid[ok]).tolist(), np.log10(ys[ok]).tolist())]

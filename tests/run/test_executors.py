@@ -123,6 +123,7 @@ def test_pool_gives_the_local_losses_and_keeps_models_loaded(
     assert isinstance(result, ProbeResult) and result.n == 8 and result.spectrum.trace > 0
 
 
+@pytest.mark.slow  # tests/run/test_parallel_run.py kills a worker inside a whole run
 def test_a_sigkilled_pool_worker_loses_no_point(
     task: TaskData, specs: list[ModelSpec], reference: dict[int, float], no_faults: None
 ) -> None:

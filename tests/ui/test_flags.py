@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from typer.testing import CliRunner
 
 import lensllm_tui.headless
-from core.config import ConfigKey, RunConfig, config_keys
+from core.config import ConfigError, ConfigKey, RunConfig, config_keys, typed
 from lensllm_tui import flags
 from lensllm_tui.cli import app
 
@@ -113,6 +113,26 @@ def test_a_key_added_to_a_config_dataclass_becomes_a_flag(monkeypatch: pytest.Mo
     assert by_param["executor__backend"].name == "executor"
     got: dict[str, Any] = flags.overrides({"cluster__nodes": "3", "train__lora": True})
     assert got == {"cluster": {"nodes": 3}, "train": {"lora": True}}
+
+
+def test_choices_and_tables_in_new_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Literal key takes one of its values; a table-valued key stays TOML-only."""
+    extra = [
+        ConfigKey("executor", "kind", Literal["thread", "ray"], "thread", "Where points run."),
+        ConfigKey("executor", "env", dict[str, str], {}, "Worker environment."),
+    ]
+    monkeypatch.setattr(flags, "config_keys", lambda: [*config_keys(), *extra])
+    names = {f.param: f.name for f in flags.flags()}
+    assert names["executor__kind"] == "kind" and "executor__env" not in names
+    assert flags.overrides({"executor__kind": "ray"}) == {"executor": {"kind": "ray"}}
+    with pytest.raises(ConfigError, match=r"--kind must be one of 'thread', 'ray', got 'gpu'"):
+        flags.overrides({"executor__kind": "gpu"})
+    assert typed("ray", Literal["thread", "ray"], "[executor] kind") == "ray"
+    with pytest.raises(ConfigError, match=r"\[executor\] kind must be one of 'thread', 'ray'"):
+        typed("gpu", Literal["thread", "ray"], "[executor] kind")
+    assert typed({"A": "1"}, dict[str, str], "[executor] env") == {"A": "1"}
+    with pytest.raises(ConfigError, match=r"\[executor\] env must be a table, not 3"):
+        typed(3, dict[str, str], "[executor] env")
 
 
 def test_every_flag_name_is_a_valid_option() -> None:

@@ -168,13 +168,18 @@ class JobRunner:
     def _probe(self, job: PointJob, pair: Any) -> ProbeResult:
         from core.training.data import make_batch
         from core.training.ntk import probe_ntk
+        from core.training.point import as_trained
 
         assert job.ntk is not None
         model, tokenizer = pair
         batch = make_batch(
             self.task, tokenizer, job.spec.kind, job.ntk.probe_size, max_length=job.data.max_length
         )
-        res = probe_ntk(model, batch, projection_dim=job.ntk.projection_dim, seed=job.ntk.seed)
+        # Under LoRA the kernel is over the adapters, the parameters training moves.
+        with as_trained(model, job.spec, job.train) as trained:
+            res = probe_ntk(
+                trained, batch, projection_dim=job.ntk.projection_dim or "auto", seed=job.ntk.seed
+            )
         return ProbeResult(
             spectrum=res.spectrum,
             n=res.n,
@@ -182,4 +187,8 @@ class JobRunner:
             flops=res.flops,
             path=res.path,
             projection_dim=res.projection_dim,
+            projection=res.projection,
+            num_params=res.num_params,
+            total_params=res.total_params,
+            tokens=res.tokens,
         )

@@ -62,6 +62,11 @@ class ProbeResult:
     flops: float
     path: str
     projection_dim: int | None
+    projection: str
+    num_params: int
+    """Parameters the gradients are over (the LoRA adapters under ``lora``)."""
+    total_params: int
+    tokens: int
 
 
 @dataclass(frozen=True)
