@@ -50,6 +50,10 @@ class AdaptiveError(LensError, ValueError):
     """The budget-aware policy cannot run on this input."""
 
 
+class ReportError(LensError, ValueError):
+    """A run cannot be reported or exported (no results.json, matplotlib or tensorboard missing)."""
+
+
 class StoreError(LensError, RuntimeError):
     """The run's store cannot be opened or used."""
 

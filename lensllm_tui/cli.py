@@ -167,6 +167,10 @@ from lensllm_tui import curves_cli  # noqa: E402  (curve-table commands: bench, 
 app.command()(curves_cli.bench)
 app.command()(curves_cli.fit)
 
+from lensllm_tui import report_cmd  # noqa: E402  (run reports: HTML, TensorBoard)
+
+app.command()(report_cmd.report)
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -6,14 +6,27 @@ import dataclasses
 from typing import Any
 
 from core.config import RunConfig
-from core.policy.adaptive import AdaptivePolicy
+from core.policy.adaptive import AdaptivePolicy, Predictor
+from core.policy.final import refit_result
 
 
 def policy_account(
-    policy: AdaptivePolicy, config: RunConfig, *, running: bool = False
+    policy: AdaptivePolicy,
+    config: RunConfig,
+    *,
+    running: bool = False,
+    final: Predictor | None = None,
 ) -> dict[str, Any]:
-    """The policy's state as results.json records it: spend, stop reason, eliminations."""
+    """The policy's state as results.json records it: spend, stop reason, eliminations.
+
+    Each outcome's ``stale`` says its prediction was made before the run's last point
+    (an eliminated model keeps the estimate it was dropped on). With ``final`` (when
+    the policy has stopped) every model is first refitted by it on all the run
+    measured (core.policy.final), so the outcomes' predictions are current.
+    """
     res = policy.result()
+    if final is not None:
+        res = refit_result(res, policy.measured(), final)
     return {
         "name": "adaptive",
         "config": dataclasses.asdict(res.config),
@@ -40,6 +53,7 @@ def policy_account(
                 "high": o.high,
                 "cost": o.cost,
                 "reason": o.reason,
+                "stale": o.stale,
             }
             for o in res.outcomes
         ],

@@ -270,7 +270,8 @@ def _policy_stopped(measurer: Measurer, policy: AdaptivePolicy) -> Iterator[Even
         account = {**policy_account(policy, config), "stop_reason": "cancelled"}
         measurer.record.policy = account
         return
-    account = policy_account(policy, config)
+    final = selector_predictor(config.selector, config.target, seed=config.train.seed, pooled=True)
+    account = policy_account(policy, config, final=final)
     measurer.record.policy = account
     measurer.record.write()
     yield PolicyStopped(

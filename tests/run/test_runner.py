@@ -237,6 +237,30 @@ def test_adaptive_policy_runs_zero_shot_then_what_the_policy_asks(tmp_path: Path
     eliminated = {e.model for e in events if isinstance(e, ModelEliminated)}
     assert len(eliminated) < len(MODELS)
     assert events[-1].ranking
+    # the policy's account ends refitted on everything measured: no stale prediction left
+    outcomes = json.loads((tmp_path / "results.json").read_text())["policy"]["outcomes"]
+    assert {o["model"] for o in outcomes} == set(MODELS)
+    assert all(o["stale"] is False for o in outcomes if o["predicted"] is not None)
+
+
+def test_policy_account_marks_predictions_made_before_the_last_point_stale() -> None:
+    from core.policy.adaptive import AdaptivePolicy, Estimate
+    from core.run.runner import policy_account
+
+    cfg = RunConfig(models=["a", "b"], sizes=[100, 200], target=800)
+    policy = AdaptivePolicy(
+        ["a", "b"],
+        [100, 200],
+        800,
+        {"a": 1.0, "b": 1.0},
+        lambda cs: [Estimate(2.0, 1.5, 2.5) for _ in cs],
+    )
+    policy.observe("a", 100, 3.0)
+    policy.observe("b", 100, 3.1)  # a's estimate is now older than the run's last point
+    running = {o["model"]: o for o in policy_account(policy, cfg, running=True)["outcomes"]}
+    assert running["a"]["stale"] is True and running["b"]["stale"] is False
+    final = policy_account(policy, cfg, final=lambda cs: [Estimate(1.9, 1.6, 2.2) for _ in cs])
+    assert [(o["predicted"], o["stale"]) for o in final["outcomes"]] == [(1.9, False), (1.9, False)]
 
 
 def _jsonl(path: Path, n: int) -> Path:

@@ -82,7 +82,7 @@ def test_completion_is_offered_and_completes_generated_flags(tmp_path: Path) -> 
         [_script()], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout.split()
     assert words == ["--batch-size"]
-    env["COMP_WORDS"], env["COMP_CWORD"] = "lensllm-tui r", "1"
+    env["COMP_WORDS"], env["COMP_CWORD"] = "lensllm-tui ru", "1"  # r: run, report
     words = subprocess.run(
         [_script()], env=env, capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout.split()
