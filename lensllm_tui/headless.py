@@ -84,6 +84,8 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             return EXIT_BAD_INPUT
         finally:
+            # The engine's own clean-up (closing the store) runs here, under the handlers.
+            getattr(events, "close", lambda: None)()
             view.close()
 
 

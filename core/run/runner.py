@@ -119,7 +119,7 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
     device = _device(config.device)
     specs, refused = _check_candidates(config, device)
     config, cut = common_max_length(config, specs)
-    previews = _encoding_previews(config, task)
+    previews = _encoding_previews(config, task, specs)
     warnings += _data_warnings(task, previews)
     record = RunRecord(
         config=config,
@@ -303,19 +303,19 @@ def _unit_cost_guess(measurer: Measurer, name: str) -> float:
     return 6.0 * params * max(per_example, 1.0)
 
 
-def _encoding_previews(config: RunConfig, task: Any) -> dict[str, dict[str, Any]]:
-    """Per model, before training: examples cut at max_length and the chat template used.
+def _encoding_previews(
+    config: RunConfig, task: Any, specs: dict[str, ModelSpec]
+) -> dict[str, dict[str, Any]]:
+    """Per checked candidate, before training: examples cut at max_length, chat template.
 
-    A model that cannot be resolved or whose tokenizer cannot be read is left
-    out here; it fails with its reason when its turn comes.
+    A model whose tokenizer cannot be read is left out here; it fails with its
+    reason when its turn comes.
     """
-    from core.training import models as models_mod
     from core.training.preview import encoding_preview
 
     out = {}
-    for name in config.models:
+    for name, spec in specs.items():
         try:
-            spec = models_mod.resolve_model(name)
             out[name] = encoding_preview(spec, task, config.data)
         except Exception:
             continue
