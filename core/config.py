@@ -244,6 +244,53 @@ class AdaptiveRunConfig:
         return max(2, min(4, ladder - 1))
 
 
+EXECUTORS: tuple[str, ...] = ("auto", "local", "pool", "ray")
+"""Where points train: ``auto`` picks ``pool`` on a box with more than one GPU, else ``local``."""
+
+
+@dataclass
+class ExecutorConfig:
+    """Where the points of a run are trained (``[executor]``); never part of a point's identity.
+
+    The driver keeps the policy and the store whatever runs the points, and a point
+    trains the same on every backend, so a run may be resumed with another executor.
+    """
+
+    backend: str = field(default="auto", metadata={"flag": "executor"})
+    """``local`` (in this process, one point at a time), ``pool`` (one spawned worker
+    process per device), ``ray`` (Ray actors on a cluster or a local instance), or
+    ``auto``: pool on a box with more than one GPU, else local."""
+    workers: int | None = None
+    """Workers for pool and ray; None: one per visible GPU (a CPU-only run: one per core;
+    ray on a cluster: as many as its GPUs, else its CPUs, allow)."""
+    threads: int | None = None
+    """Torch threads per worker (and CPUs a Ray worker reserves); None: the cores shared
+    out evenly among the workers, at least 1."""
+    retries: int = field(default=2, metadata={"flag": "worker-retries"})
+    """Times a point is retried on another worker after its worker died (SIGKILL, a lost
+    Ray node) before its model fails. Out-of-memory retries, which halve the
+    micro-batch, are not counted: they stop at a micro-batch of 1."""
+    ray_address: str | None = None
+    """Ray cluster to join (``host:6379``, or ``ray://host:10001`` through Ray Client);
+    None: $RAY_ADDRESS, else a local Ray instance started for the run."""
+    gpus_per_worker: float | None = None
+    """GPUs each Ray worker holds (fractions share a GPU); None: 1 when the cluster has
+    GPUs, else 0."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.backend in EXECUTORS,
+            f"executor.backend must be one of {', '.join(EXECUTORS)}, not {self.backend!r}",
+        )
+        _check(self.workers is None or self.workers >= 1, "executor.workers must be at least 1")
+        _check(self.threads is None or self.threads >= 1, "executor.threads must be at least 1")
+        _check(self.retries >= 0, "executor.retries must be non-negative")
+        _check(
+            self.gpus_per_worker is None or self.gpus_per_worker >= 0,
+            "executor.gpus_per_worker must be non-negative",
+        )
+
+
 @dataclass
 class RunConfig:
     """A whole run: candidates, data, ladder, target, training and where to write."""
@@ -268,6 +315,8 @@ class RunConfig:
     """``auto`` (CUDA if available), ``cpu``, ``cuda`` or ``cuda:N``."""
     adaptive: AdaptiveRunConfig = field(default_factory=AdaptiveRunConfig)
     """The adaptive policy's confidence, budget and thresholds (``policy = "adaptive"``)."""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    """Where points train: in this process, a pool of worker processes, or Ray."""
 
     def __post_init__(self) -> None:
         # TOML round trips hand us plain dicts; build (and type-check) their sections.

@@ -68,6 +68,19 @@ class PointError(LensError, RuntimeError):
     exit_code = 1
 
 
+class OutOfMemory(PointError):
+    """The device ran out of memory training a point; a retry may use smaller micro-batches."""
+
+    def __init__(self, message: str, micro_batch_size: int = 0) -> None:
+        super().__init__(message)
+        self.micro_batch_size = micro_batch_size
+        """The micro-batch that did not fit (0: unknown)."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # keeps micro_batch_size when the error crosses a process boundary (pickle)
+        return (type(self), (str(self), self.micro_batch_size))
+
+
 class NTKError(LensError, RuntimeError):
     """The NTK could not be computed; the law falls back to a free F."""
 

@@ -115,6 +115,8 @@ class PointFinished(Event):
     measured: PointMeasurements
     reused: bool = False
     time: float = field(default_factory=_now)
+    worker: str = ""
+    """The worker that trained it (``local``, ``w1``, ...); empty when reused from the store."""
 
     @property
     def loss(self) -> float:
@@ -127,6 +129,51 @@ class PointFinished(Event):
     @property
     def seconds(self) -> float:
         return self.measured.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class PointRetried(Event):
+    """A point goes back in the queue: its worker died, or it ran out of memory.
+
+    An out-of-memory retry halves the micro-batch (``micro_batch_size``) and
+    accumulates gradients, so the effective batch stays the same.
+    """
+
+    model: str
+    size: int
+    attempt: int
+    """The attempt about to run (2 for the first retry)."""
+    reason: str
+    worker: str = ""
+    """The worker the failed attempt ran on."""
+    micro_batch_size: int | None = None
+    time: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One worker as the front ends show it: where it runs and what it is doing now."""
+
+    name: str
+    device: str
+    """``cpu``, ``cuda:N`` (the GPU it is pinned to), or where Ray placed it."""
+    job: str = ""
+    """The running job's label (``model@size`` or ``model ntk``); empty when idle."""
+    step: int = 0
+    total_steps: int = 0
+    memory_used: int | None = None
+    """Bytes in use on its GPU (torch.cuda.mem_get_info); None off CUDA."""
+    memory_total: int | None = None
+    alive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersUpdated(Event):
+    """The executor's workers, throttled like progress (about every 0.25 s while any is busy)."""
+
+    executor: str
+    workers: tuple[WorkerStatus, ...]
+    time: float = field(default_factory=_now)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,16 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("HF_TOKEN", "Hugging Face access token, for gated or private models and datasets"),
     ("CUDA_VISIBLE_DEVICES", "which GPUs torch sees (--device cuda:N counts among them)"),
     (
+        "RAY_ADDRESS",
+        "the Ray cluster `--executor ray` joins when `--ray-address` is not given "
+        "(unset: a local instance)",
+    ),
+    (
+        "LENSLLM_TUI_FAULTS",
+        "fault drills for the executors: `oom=MODEL@SIZE` (a CUDA out-of-memory error) and "
+        "`kill=MODEL@SIZE` (SIGKILL of the worker) on a point's first attempt",
+    ),
+    (
         "COLUMNS",
         "terminal width for the headless output; without it, logs (not a terminal) are 120 wide",
     ),

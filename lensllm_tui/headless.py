@@ -42,10 +42,12 @@ from core.events import (
     NTKComputed,
     PointFailed,
     PointFinished,
+    PointRetried,
     PolicyStopped,
     RunCancelled,
     RunFinished,
     RunStarted,
+    WorkersUpdated,
 )
 from core.paths import CURVES_NAME, RESULTS_NAME
 from lensllm_tui.signals import stop_on_signals
@@ -114,6 +116,7 @@ class ConsoleView:
         )
         self.overall: TaskID | None = None
         self.per_model: dict[str, TaskID] = {}
+        self._told_workers = False
 
     def close(self) -> None:
         self.progress.stop()
@@ -155,9 +158,24 @@ class ConsoleView:
     def _finished_point(self, ev: PointFinished) -> None:
         v = self.view
         how = "reused" if ev.reused else f"{ev.seconds:6.1f}s"
+        where = f"  on {escape(ev.worker)}" if ev.worker else ""
         self.line(
             f"[{v.settled_points}/{v.total_points}] {escape(f'{ev.model:<16}')} size {ev.size:>6}  "
-            f"loss {ev.loss:.4f}  {ev.flops:.2e} FLOPs  {how}"
+            f"loss {ev.loss:.4f}  {ev.flops:.2e} FLOPs  {how}{where}"
+        )
+
+    def _workers(self, ev: WorkersUpdated) -> None:
+        if self._told_workers or len(ev.workers) < 2:
+            return  # said once; a one-worker run needs no line
+        self._told_workers = True
+        where = ", ".join(f"{w.name} {w.device}" for w in ev.workers)
+        self.line(f"executor {escape(ev.executor)}: {len(ev.workers)} workers ({escape(where)})")
+
+    def _retried_point(self, ev: PointRetried) -> None:
+        batch = f", micro-batch {ev.micro_batch_size}" if ev.micro_batch_size else ""
+        self.line(
+            f"[yellow]retry[/] {escape(ev.model)} size {ev.size} (attempt {ev.attempt}{batch}): "
+            f"{escape(ev.reason)}"
         )
 
     def _failed_point(self, ev: PointFailed) -> None:
@@ -282,6 +300,8 @@ _RENDERS: dict[type, Callable[[ConsoleView, Any], int | None]] = {
     RunStarted: ConsoleView._started,
     PointFinished: ConsoleView._finished_point,
     PointFailed: ConsoleView._failed_point,
+    PointRetried: ConsoleView._retried_point,
+    WorkersUpdated: ConsoleView._workers,
     ModelFailed: ConsoleView._failed_model,
     ModelEliminated: ConsoleView._eliminated,
     PolicyStopped: ConsoleView._policy,

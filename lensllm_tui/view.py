@@ -113,6 +113,11 @@ class RunView:
     stopped: ev.PolicyStopped | None = None
     """The adaptive policy's account once it stopped: why, what it spent and saved."""
     finished: ev.RunFinished | None = None
+    executor: str = ""
+    """The executor running the points (``local``, ``pool``, ``ray``), once it reported."""
+    workers: tuple[ev.WorkerStatus, ...] = ()
+    """Each worker's device and current job, as the executor last reported them."""
+    retries: int = 0
     _early: ev.PointProgress | None = field(default=None, repr=False)
 
     def model(self, name: str) -> ModelView:
@@ -219,6 +224,13 @@ class RunView:
             self.samples_spent += event.size
         if self.current == (event.model, event.size):
             self.step = self.total_steps
+
+    def _workers_updated(self, event: ev.WorkersUpdated) -> None:
+        self.executor, self.workers = event.executor, event.workers
+
+    def _point_retried(self, event: ev.PointRetried) -> None:
+        self.retries += 1
+        self.model(event.model).status = f"retrying {event.size}"
 
     def _point_failed(self, event: ev.PointFailed) -> None:
         m = self.model(event.model)
@@ -334,6 +346,8 @@ _FOLDS: dict[type, Callable[[RunView, Any], None]] = {
     ev.PointProgress: RunView._point_progress,
     ev.PointFinished: RunView._point_finished,
     ev.PointFailed: RunView._point_failed,
+    ev.PointRetried: RunView._point_retried,
+    ev.WorkersUpdated: RunView._workers_updated,
     ev.ModelFailed: RunView._model_failed,
     ev.ModelEliminated: RunView._model_eliminated,
     ev.NTKComputed: RunView._ntk_computed,

@@ -243,6 +243,8 @@ class _State:
     stable: int = 0
     status: str = "active"
     reason: str = ""
+    pending: dict[int, float] = field(default_factory=dict)
+    """Sizes handed out by next_point and not yet observed, with their estimated cost."""
     fitted_at: int = 0
     """How many points the run had consumed when ``estimate`` was made."""
 
@@ -253,6 +255,16 @@ class _State:
     @property
     def top(self) -> int:
         return max(self.sizes, default=0)
+
+    @property
+    def claimed(self) -> int:
+        """Trained points plus those in flight: what the schedule levels by."""
+        return self.trained + sum(1 for s in self.pending if s > 0)
+
+    @property
+    def reach(self) -> int:
+        """The largest size measured or in flight: the next point goes past it."""
+        return max(self.top, max(self.pending, default=0))
 
 
 class AdaptivePolicy:
@@ -321,7 +333,7 @@ class AdaptivePolicy:
 
     def _next_size(self, st: _State) -> int | None:
         for s in self.ladder:
-            if s > st.top:
+            if s > st.reach:
                 return s
         return None
 
@@ -331,19 +343,46 @@ class AdaptivePolicy:
         # A model without enough points to be judged is levelled by size, so every
         # candidate gets its first min_points before compute levelling starts.
         p = st.estimate.predicted if st.estimate and st.estimate.usable else math.inf
-        if st.trained < self.config.min_points:
-            level = -1.0 / (1.0 + st.trained)
+        if st.claimed < self.config.min_points:
+            level = -1.0 / (1.0 + st.claimed)
         elif self.config.schedule == "compute":
             nxt = self._next_size(st) or 0
-            level = st.unit_cost * (st.top + nxt)  # compute after the next point
+            level = st.unit_cost * (st.reach + nxt)  # compute after the next point
         else:
-            level = float(st.top)
+            level = float(st.reach)
         return (level, p, self._order.index(st.model))
 
     def next_point(self) -> tuple[str, int] | None:
-        """The (model, size) to fine-tune next, or None when the policy stops."""
+        """The (model, size) to fine-tune next, or None: stopped, or waiting for points in flight.
+
+        A point handed out counts as in flight until it is observed (or its model
+        fails), so a runner with several workers may ask again before the first
+        answer is in and gets a different point: the next rung of another model,
+        or of the same one. While points are in flight the policy never stops:
+        None then means "ask again after the next observation". Points are charged
+        when observed, so a point started on a model that is eliminated before it
+        finishes (see ``_speculate``) is still paid for: parallel runs may spend a
+        little more than a sequential one for the same decisions.
+        """
         if self._stop_reason:
             return None
+        point = self._choose()
+        if point is None and self._in_flight():
+            self._stop_reason = ""  # not stopped: the points in flight may change the answer
+        elif point is not None:
+            st = self._states[point[0]]
+            st.pending[point[1]] = st.unit_cost * point[1]
+        return point
+
+    def _in_flight(self) -> bool:
+        """Whether a point handed out is not observed yet."""
+        return any(s.pending for s in self._states.values())
+
+    def _pending_cost(self) -> float:
+        """The estimated cost of the points in flight (counted against the budget)."""
+        return sum(sum(s.pending.values()) for s in self._states.values())
+
+    def _choose(self) -> tuple[str, int] | None:
         active = [s for s in self._states.values() if s.status == "active"]
         if not active:
             self._stop_reason = self._why_idle()
@@ -364,7 +403,8 @@ class AdaptivePolicy:
             size = self._next_size(st)
             if size is None:
                 continue
-            if cap is not None and (self.cost + st.unit_cost * size) > cap * self.full_cost:
+            spend = self.cost + self._pending_cost() + st.unit_cost * size
+            if cap is not None and spend > cap * self.full_cost:
                 capped = True
                 continue
             return st.model, size
@@ -383,7 +423,8 @@ class AdaptivePolicy:
         return f"budget of {cap:g} x full fine-tuning spent"
 
     def _affordable(self, st: _State, size: int | None) -> bool:
-        return size is not None and self.cost + st.unit_cost * size <= self._budget() * (1 + 1e-12)
+        spend = self.cost + self._pending_cost() + st.unit_cost * (size or 0)
+        return size is not None and spend <= self._budget() * (1 + 1e-12)
 
     def _next_halving(self, active: list[_State]) -> tuple[str, int] | None:
         """Successive halving with compute as the resource (Karnin et al. 2013).
@@ -399,8 +440,8 @@ class AdaptivePolicy:
         round leaves unspent (ladder tops, converged models) rolls over.
         """
         order = self._order.index
-        warm = [s for s in active if s.trained < self.config.min_points]
-        for st in sorted(warm, key=lambda s: (s.top, order(s.model))):
+        warm = [s for s in active if s.claimed < self.config.min_points]
+        for st in sorted(warm, key=lambda s: (s.reach, order(s.model))):
             size = self._next_size(st)
             if self._affordable(st, size):
                 assert size is not None
@@ -413,7 +454,7 @@ class AdaptivePolicy:
                 )
                 return None
             climbing = [
-                (st.cost + st.unit_cost * size, st)
+                (st.cost + sum(st.pending.values()) + st.unit_cost * size, st)
                 for st in alive
                 if st.status == "active"
                 and (size := self._next_size(st)) is not None
@@ -433,11 +474,14 @@ class AdaptivePolicy:
                 size = self._next_size(st)
                 assert size is not None
                 return st.model, size
+            if self._in_flight():  # the round's last points are not in: do not judge yet
+                return self._speculate(climbing)
             if self._round_points > 0:  # a round ran: keep the best 1/eta
                 self._halve()
                 continue
             rounds_left = max(1, math.ceil(math.log(len(alive)) / math.log(self.config.eta)))
-            raise_by = (self._budget() - self.cost) / (rounds_left * len(alive))
+            spare = self._budget() - self.cost - self._pending_cost()
+            raise_by = spare / (rounds_left * len(alive))
             self._round += 1
             self._level = max(self._level + raise_by, min(c for c, _ in climbing))
         self._stop_reason = "halving made no progress"  # pragma: no cover - defensive
@@ -455,12 +499,7 @@ class AdaptivePolicy:
         alive = self._alive()
         keep = max(1, math.ceil(len(alive) / self.config.eta))
 
-        def key(st: _State) -> tuple[float, int]:
-            usable = st.estimate is not None and st.estimate.usable
-            value = st.estimate.predicted if usable else math.inf  # type: ignore[union-attr]
-            return (value, self._order.index(st.model))  # type: ignore[return-value]
-
-        ranked = sorted(alive, key=key)
+        ranked = sorted(alive, key=self._rank_key)
         for place, st in enumerate(ranked[keep:], start=keep + 1):
             saved = self._remaining_cost(st) if st.status == "active" else 0.0
             pred = st.estimate.predicted if st.estimate and st.estimate.usable else None
@@ -472,6 +511,33 @@ class AdaptivePolicy:
             st.status, st.reason = "eliminated", reason
             e = Elimination(st.model, reason, st.top, saved)
             self._eliminated.append(e)
+
+    def _rank_key(self, st: _State) -> tuple[float, int]:
+        """How halving ranks survivors: predicted target loss (no usable prediction last)."""
+        usable = st.estimate is not None and st.estimate.usable
+        value = st.estimate.predicted if usable else math.inf  # type: ignore[union-attr]
+        return (value, self._order.index(st.model))  # type: ignore[return-value]
+
+    def _speculate(self, climbing: list[tuple[float, _State]]) -> tuple[str, int] | None:
+        """The round is spent but some of its points are still in flight: keep workers busy.
+
+        Halving waits for those points before it ranks the survivors; meanwhile
+        the next rung of a model that would survive on the current predictions
+        (one of the best ceil(n/eta), with nothing in flight itself) may start.
+        If the late points change the ranking and that model is eliminated after
+        all, its speculative point is charged anyway: that is the price of
+        keeping every worker busy. None when no likely survivor can climb (the
+        runner waits for the points in flight).
+        """
+        alive = self._alive()
+        keep = max(1, math.ceil(len(alive) / self.config.eta))
+        likely = {st.model for st in sorted(alive, key=self._rank_key)[:keep]}
+        options = [(c, st) for c, st in climbing if st.model in likely and not st.pending]
+        if not options:
+            return None
+        _, st = min(options, key=lambda cs: (cs[0], self._order.index(cs[1].model)))
+        size = self._next_size(st)
+        return (st.model, size) if size is not None else None
 
     def _judged(self, st: _State) -> bool:
         """Whether a model's prediction is solid enough to eliminate it or be compared."""
@@ -491,9 +557,9 @@ class AdaptivePolicy:
         plausible upset, Kalyanakrishnan et al.'s LUCB); of those two, the one with
         the wider interval goes first (its point shrinks the overlap most).
         """
-        warm = [s for s in active if not self._judged(s) and s.trained < self.config.min_points + 2]
+        warm = [s for s in active if not self._judged(s) and s.claimed < self.config.min_points + 2]
         if warm:
-            return sorted(warm, key=lambda s: (s.top, self._order.index(s.model)))
+            return sorted(warm, key=lambda s: (s.reach, self._order.index(s.model)))
         judged = [s for s in self._alive() if self._judged(s)]
         if len(judged) < 2:
             return []
@@ -537,6 +603,7 @@ class AdaptivePolicy:
             )
         if size in st.sizes:
             raise AdaptiveError(f"{model}: point at size {size} observed twice")
+        st.pending.pop(int(size), None)
         charged = st.unit_cost * size if cost is None else float(cost)
         if cost is not None and size > 0 and charged > 0:
             st.unit_cost = charged / size  # live: re-measured from the reported FLOPs
@@ -553,6 +620,7 @@ class AdaptivePolicy:
         """A model cannot continue (its point failed); it keeps its cost and drops out."""
         st = self._states[model]
         st.status, st.reason = "failed", reason
+        st.pending.clear()
 
     def measured(self) -> list[Curve]:
         """Every model's measured points so far as a Curve, in candidate order."""

@@ -19,6 +19,8 @@ class ZeroShotFirst:
 
     def __init__(self, models: Sequence[str], build: Callable[[list[str]], AdaptivePolicy]) -> None:
         self._waiting = list(models)
+        self._flying: set[str] = set()
+        """Zero-shot points handed out and not yet observed (a runner with several workers)."""
         self._zero: dict[str, float] = {}
         self._build = build
         self.policy: AdaptivePolicy | None = None
@@ -26,7 +28,11 @@ class ZeroShotFirst:
 
     def next_point(self) -> tuple[str, int] | None:
         if self._waiting:
-            return self._waiting[0], 0
+            model = self._waiting.pop(0)
+            self._flying.add(model)
+            return model, 0
+        if self._flying:
+            return None  # the policy is built from every zero-shot point: wait for them
         if self.policy is None:
             if not self._zero:
                 return None  # every model failed before its zero-shot point
@@ -37,16 +43,21 @@ class ZeroShotFirst:
 
     def observe(self, model: str, size: int, loss: float, cost: float | None = None) -> object:
         if self.policy is None:
-            self._waiting.remove(model)
+            self._forget(model)
             self._zero[model] = loss
             return []
         return self.policy.observe(model, size, loss, cost=cost)
 
     def fail(self, model: str, reason: str) -> None:
         if self.policy is None:
-            self._waiting.remove(model)
+            self._forget(model)
         else:
             self.policy.fail(model, reason)
+
+    def _forget(self, model: str) -> None:
+        if model in self._waiting:
+            self._waiting.remove(model)
+        self._flying.discard(model)
 
     @property
     def eliminated(self) -> tuple[Elimination, ...]:

@@ -1,32 +1,30 @@
-"""One candidate model inside a run: resolve it, probe its NTK once, measure its points.
+"""One candidate model inside a run: resolve it, reuse or describe its jobs, record results.
 
-The runner asks for one (model, size) at a time; this module does the work
-for it: the model is resolved and its NTK spectrum probed on its first point,
-its weights are loaded only when a point needs training (a fully reused model
-never loads), a stored point is reused, a new one is trained in a worker
-thread and written to the store in one transaction before anything else
-happens.
+The runner asks for one (model, size) at a time; this module does the driver's
+side of it: the model is resolved on its first point, a stored point or NTK
+spectrum is reused, a new one becomes a PointJob for the executor
+(core/run/executors: the weights are loaded by the worker that trains it, so a
+fully reused model never loads), and what a worker measured is written to the
+store in one transaction before anything else happens.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import Cancelled, one_line
-from core.events import Event, NTKComputed, PointFailed, PointFinished, PointMeasurements
+from core.errors import one_line
+from core.events import NTKComputed, PointFinished, PointMeasurements
+from core.run.executors import PointJob
 from core.run.records import ModelRecord, PointRecord, RunRecord
 from core.run.store import PointKey, Store, StoredPoint, settings_hash
-from core.run.worker import Controls, ProgressFn, polled
+from core.run.worker import Controls
 from core.science.spectrum import NTKSpectrum
 from core.training import models as models_mod
-from core.training.data import TaskData, make_batch
+from core.training.data import TaskData
 from core.training.models import ModelSpec
-from core.training.point import as_trained, train_point
 
 
 class ModelFailure(Exception):
@@ -96,27 +94,12 @@ def common_max_length(
     return dataclasses.replace(config, data=data), [note]
 
 
+@dataclasses.dataclass
 class Candidate:
-    """A model being measured: its spec, its weights (loaded on first need), its record."""
+    """A model being measured: its resolved spec and its record (workers hold the weights)."""
 
-    def __init__(self, spec: ModelSpec, rec: ModelRecord, device: str) -> None:
-        self.spec = spec
-        self.rec = rec
-        self._load = functools.partial(models_mod.load_model, spec, device)
-        self._loaded: tuple[Any, Any] | None = None
-
-    def weights(self) -> tuple[Any, Any]:
-        """(model, tokenizer), loaded once; a load error is this model's failure."""
-        if self._loaded is None:
-            try:
-                self._loaded = self._load()
-            except Exception as exc:
-                raise ModelFailure(one_line(exc)) from exc
-        return self._loaded
-
-    def release(self) -> None:
-        """Free the weights before the next model's are loaded."""
-        self._loaded = None
+    spec: ModelSpec
+    rec: ModelRecord
 
 
 class Measurer:
@@ -152,7 +135,7 @@ class Measurer:
         rec = self.record.models[name]
         rec.params = float(spec.params) if spec.params else None
         rec.family = spec.family
-        return Candidate(spec, rec, self.device)
+        return Candidate(spec, rec)
 
     def key(self, name: str, size: int) -> PointKey:
         """The store key of a point: the model's identity is part of its hash."""
@@ -188,108 +171,75 @@ class Measurer:
         cand.rec.add_point(_point_record(stored, reused=True))
         return PointFinished(cand.rec.model, size, stored.measured, True)
 
-    def train(self, cand: Candidate, size: int) -> Iterator[Event]:
-        """Train and measure one new point in a worker thread; store it in one transaction."""
-        pair = cand.weights()
+    def point_job(self, cand: Candidate, size: int, job_id: int) -> PointJob:
+        """The job that trains ``cand`` at ``size`` on whichever worker takes it."""
         cfg = self.config
+        return PointJob(job_id, cand.spec, size, cfg.train, cfg.data, self.task.fingerprint)
 
-        def job(on_progress: ProgressFn) -> PointMeasurements:
-            return train_point(
-                cand.spec,
-                self.task,
-                size,
-                cfg.train,
-                cfg.data,
-                device=self.device,
-                cancel=self.controls.stop,
-                pause=self.controls.pause,
-                on_progress=on_progress,
-                model_and_tokenizer=pair,
-            )
-
-        name = cand.rec.model
-        outcome = yield from polled(
-            job, self.controls, name=f"{name}@{size}", progress=(name, size)
+    def ntk_job(self, cand: Candidate, job_id: int) -> PointJob:
+        """The job that probes ``cand``'s NTK on the probe set."""
+        cfg = self.config
+        return PointJob(
+            job_id, cand.spec, 0, cfg.train, cfg.data, self.task.fingerprint, ntk=cfg.ntk
         )
-        if outcome.error is not None:
-            if isinstance(outcome.error, Cancelled) or self.controls.cancel.is_set():
-                return
-            reason = one_line(outcome.error)
-            yield PointFailed(name, size, reason)
-            raise ModelFailure(f"point at size {size} failed: {reason}") from outcome.error
-        assert outcome.result is not None
-        stored = self.store.put_point(self.key(name, size), outcome.result)
+
+    def stored_spectrum(self, cand: Candidate) -> NTKComputed | None:
+        """The model's NTK spectrum from the store, recorded as reused; None when absent."""
+        rec = cand.rec
+        settings = ntk_settings(self.config, cand.spec.identity)
+        got = self.store.get_spectrum(rec.model, self.task.fingerprint, settings)
+        if got is None:
+            return None
+        rec.spectrum = NTKSpectrum.from_dict(got.spectrum)
+        rec.ntk = {**got.summary, "reused": True}
+        return _ntk_event(rec.model, got.summary)
+
+    def trained(
+        self, cand: Candidate, size: int, measured: PointMeasurements, worker: str
+    ) -> PointFinished:
+        """Store a point a worker measured (one transaction, first) and record it."""
+        stored = self.store.put_point(self.key(cand.rec.model, size), measured)
         self.computed += 1
         cand.rec.add_point(_point_record(stored, reused=False))
-        yield PointFinished(name, size, stored.measured, False)
+        return PointFinished(cand.rec.model, size, stored.measured, False, worker=worker)
 
     def ladder_examples(self) -> float:
         """Training examples one model's ladder processes: every size times the epochs."""
         sizes = self.record.dataset.get("sizes") or self.config.sizes
         return float(sum(sizes)) * float(self.config.train.epochs)
 
-    def ntk(self, cand: Candidate) -> Iterator[Event]:
-        """The model's NTK spectrum on the probe set: from the store, or computed once.
+    def probed(self, cand: Candidate, result: Any, error: str | None) -> NTKComputed:
+        """Store and record a probe's spectrum; a failed probe leaves the law's F free.
 
         A failed probe is reported (ok=False, with the reason) and the model goes
         on without a spectrum, so its law falls back to F free.
         """
-        try:
-            from core.training import ntk as ntk_mod
-        except ImportError:  # the NTK probe is optional
-            return
-        rec, cfg = cand.rec, self.config
-        settings = ntk_settings(cfg, cand.spec.identity)
-        fp = self.task.fingerprint
-        got = self.store.get_spectrum(rec.model, fp, settings)
-        if got is not None:
-            rec.spectrum = NTKSpectrum.from_dict(got.spectrum)
-            rec.ntk = {**got.summary, "reused": True}
-            yield _ntk_event(rec.model, got.summary)
-            return
-        model, tokenizer = cand.weights()
-
-        def probe(on_progress: ProgressFn) -> Any:
-            batch = make_batch(
-                self.task,
-                tokenizer,
-                cand.spec.kind,
-                cfg.ntk.probe_size,
-                max_length=cfg.data.max_length,
-            )
-            # Under LoRA the kernel is over the adapters, the parameters training moves.
-            with as_trained(model, cand.spec, cfg.train) as trained:
-                return ntk_mod.probe_ntk(
-                    trained,
-                    batch,
-                    projection_dim=cfg.ntk.projection_dim or "auto",
-                    seed=cfg.ntk.seed,
-                )
-
-        outcome = yield from polled(probe, self.controls, name=f"ntk {rec.model}")
-        summary = _ntk_summary(outcome.result, outcome.error, self.ladder_examples())
+        rec = cand.rec
+        summary = _ntk_summary(result, error, self.ladder_examples())
         if not summary["ok"]:
             rec.ntk = {"ok": False, "reason": summary["reason"]}
             n, seconds = summary.get("n", 0), summary.get("seconds", 0.0)
-            yield NTKComputed(
+            return NTKComputed(
                 rec.model, n, math.nan, (), math.nan, seconds, ok=False, reason=summary["reason"]
             )
-            return
-        spectrum = outcome.result.spectrum  # type: ignore[union-attr]
-        self.store.put_spectrum(rec.model, fp, settings, spectrum.to_dict(), summary)
+        spectrum = result.spectrum
+        settings = ntk_settings(self.config, cand.spec.identity)
+        self.store.put_spectrum(
+            rec.model, self.task.fingerprint, settings, spectrum.to_dict(), summary
+        )
         rec.spectrum = spectrum
         rec.ntk = {**summary, "reused": False}
-        yield _ntk_event(rec.model, summary)
+        return _ntk_event(rec.model, summary)
 
 
-def _ntk_summary(result: Any, error: BaseException | None, ladder: float) -> dict[str, Any]:
+def _ntk_summary(result: Any, error: str | None, ladder: float) -> dict[str, Any]:
     """The probe's summary for results.json and the store, or ok=False with the reason.
 
     ``ladder_fraction`` is the probe's FLOPs over the ladder's training FLOPs for the
     same model (6 x parameters x ``ladder`` examples x the probe's tokens per example).
     """
     if error is not None:
-        return {"ok": False, "reason": one_line(error)}
+        return {"ok": False, "reason": error}
     try:
         spectrum = result.spectrum
         if not all(math.isfinite(x) for x in (*spectrum.eigenvalues, *spectrum.weights)):

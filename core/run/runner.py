@@ -25,25 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import ConfigError, DataError, RunDirError, disk_full
+from core.errors import ConfigError, DataError, RunDirError
 from core.events import (
     Event,
-    ModelEliminated,
     ModelFailed,
-    PointStarted,
     PolicyStopped,
     RunCancelled,
     RunFinished,
     RunStarted,
 )
 from core.paths import CONFIG_NAME, RUNS_DIR, STORE_NAME
-from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy, Predictor
-from core.policy.final import refit_result
+from core.policy.adaptive import AdaptiveConfig, AdaptivePolicy
 from core.policy.ladder import LadderPolicy, Policy
 from core.policy.replay import selector_predictor
 from core.policy.warm_start import ZeroShotFirst
+from core.run.account import policy_account
 from core.run.candidate import (
-    Candidate,
     Measurer,
     ModelFailure,
     check_candidate,
@@ -51,9 +48,10 @@ from core.run.candidate import (
     ntk_settings,
     point_hparams,
 )
+from core.run.executors import make_executor, resolve_backend
 from core.run.lock import lock_run_dir
 from core.run.records import ModelRecord, RunRecord, existing_completeness, write_failure
-from core.run.refit import refit
+from core.run.scheduler import Scheduler
 from core.run.store import Store
 from core.run.worker import Controls
 from core.training.data import TaskData
@@ -101,6 +99,10 @@ def run_events(
     """
     plan_sizes(config, config.sizes)  # reject an unavailable policy now, with one line
     check_device(config.device)  # and a device this machine does not have
+    if resolve_backend(config.executor, config.device) == "ray":
+        from core.run.executors.ray_backend import import_ray
+
+        import_ray()  # Ray not installed: one line saying what to install, before anything runs
     return _run(config, Controls.of(cancel, pause))
 
 
@@ -174,7 +176,11 @@ def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]
             policy: Policy = ZeroShotFirst(good, _adaptive_builder(measurer, sizes))
         else:
             policy = LadderPolicy(good, sizes)
-        yield from _Loop(measurer, policy, total).run()
+        executor = make_executor(config.executor, task, measurer.device)
+        try:
+            yield from Scheduler(measurer, policy, total, executor).run()
+        finally:
+            executor.close()
         if isinstance(policy, ZeroShotFirst) and policy.policy is not None:
             yield from _policy_stopped(measurer, policy.policy)
         yield _ending(measurer, time.time() - t0)
@@ -229,126 +235,6 @@ def _ending(measurer: Measurer, seconds: float) -> Event:
         computed=measurer.computed,
         reused=measurer.reused,
     )
-
-
-class _Loop:
-    """The one loop: the policy picks each point, the measurer measures it, laws are refit.
-
-    A new point is refitted at once. Reused points are refitted together when
-    the run moves on to another model (or ends), so a fully reused model costs
-    one refit, not one per point. A model's weights are released when the run
-    moves on to another model, so one model is in memory at a time.
-    """
-
-    def __init__(self, measurer: Measurer, policy: Policy, total: int) -> None:
-        self.m = measurer
-        self.policy = policy
-        self.total = total
-        self.taken = 0
-        self.reported = 0
-        self.current: Candidate | None = None
-        self.seen: set[str] = set()
-        self.pending: str | None = None
-        """A model whose reused points are not refitted yet."""
-
-    def run(self) -> Iterator[Event]:
-        try:
-            while not self.m.controls.cancel.is_set():
-                step = self.policy.next_point()
-                yield from self._eliminations()
-                if step is None:
-                    break
-                self.taken += 1
-                yield from self._one(*step)
-            yield from self._flush()
-        finally:
-            self._switch(None)
-
-    def _one(self, name: str, size: int) -> Iterator[Event]:
-        if name != self.pending:
-            yield from self._flush()
-        rec = self.m.record.models[name]
-        try:
-            cand = yield from self._enter(name)
-            index = self.taken + self.policy.dropped
-            yield PointStarted(name, size, index, self.total)
-            reused = self.m.reuse(cand, size)
-            if reused is not None:
-                self.pending = name
-                yield reused
-                self.m.record.write()
-            else:
-                yield from self.m.train(cand, size)
-                if rec.point(size) is not None:
-                    yield from refit(self.m.config, self.m.record, name)
-                    self.pending = None
-                    self.m.record.write()
-        except ModelFailure as failure:
-            if (full := disk_full(failure)) is not None:  # the run's problem, not the model's
-                raise RunDirError(write_failure(full, self.m.record.out_dir)) from None
-            yield from self._fail(rec, str(failure))
-        yield from self._observe(rec, size)
-
-    def _enter(self, name: str) -> Iterator[Event]:
-        """The model's Candidate: resolved and NTK-probed on its first point."""
-        if self.current is not None and self.current.rec.model == name:
-            return self.current
-        self._switch(None)
-        if self.m.record.models[name].failed is not None:
-            raise ModelFailure(self.m.record.models[name].failed or "failed")
-        cand = self.m.resolve(name)
-        self._switch(cand)
-        if name not in self.seen:
-            self.seen.add(name)
-            if self.m.config.ntk.enabled and not self.m.controls.cancel.is_set():
-                yield from self.m.ntk(cand)
-        return cand
-
-    def _switch(self, cand: Candidate | None) -> None:
-        if self.current is not None:
-            self.current.release()
-        self.current = cand
-
-    def _observe(self, rec: ModelRecord, size: int) -> Iterator[Event]:
-        """Tell the policy what the point measured (or that the model is out)."""
-        point = rec.point(size)
-        if rec.failed is not None or point is None:
-            self.policy.fail(rec.model, rec.failed or f"no point at size {size}")
-            return
-        tokens = point.measured.train_tokens
-        params = rec.params or 1.0
-        charged = 6.0 * params * tokens if tokens > 0 else None
-        if size == 0:
-            charged = 0.0
-        self.policy.observe(rec.model, size, point.measured.loss, cost=charged)
-        if isinstance(self.policy, ZeroShotFirst) and self.policy.policy is not None:
-            self.m.record.policy = policy_account(self.policy.policy, self.m.config, running=True)
-            self.m.record.write()
-        yield from self._eliminations()
-
-    def _eliminations(self) -> Iterator[Event]:
-        # Racing eliminates in observe(), successive halving in next_point(): report
-        # every elimination the policy has recorded since the last call, wherever made.
-        made = self.policy.eliminated
-        for e in made[self.reported :]:
-            yield ModelEliminated(e.model, e.reason, e.compute_saved)
-        self.reported = len(made)
-
-    def _flush(self) -> Iterator[Event]:
-        name, self.pending = self.pending, None
-        if name is not None and self.m.record.models[name].failed is None:
-            yield from refit(self.m.config, self.m.record, name)
-            self.m.record.write()
-
-    def _fail(self, rec: ModelRecord, reason: str) -> Iterator[Event]:
-        rec.failed = reason
-        if self.pending == rec.model:
-            self.pending = None
-        self._switch(None)
-        yield ModelFailed(rec.model, reason)
-        if any(e.model == rec.model for e in self.m.record.ranking):
-            yield from refit(self.m.config, self.m.record, None)  # drop it from the ranking
-        self.m.record.write()
 
 
 def _adaptive_builder(
@@ -427,56 +313,6 @@ def _unit_cost_guess(measurer: Measurer, name: str) -> float:
         zero.measured.eval_tokens / n_test if zero is not None else measurer.config.data.max_length
     )
     return 6.0 * params * max(per_example, 1.0)
-
-
-def policy_account(
-    policy: AdaptivePolicy,
-    config: RunConfig,
-    *,
-    running: bool = False,
-    final: Predictor | None = None,
-) -> dict[str, Any]:
-    """The policy's state as results.json records it: spend, stop reason, eliminations.
-
-    Each outcome's ``stale`` says its prediction was made before the run's last point
-    (an eliminated model keeps the estimate it was dropped on). With ``final`` (when
-    the policy has stopped) every model is first refitted by it on all the run
-    measured (core.policy.final), so the outcomes' predictions are current.
-    """
-    res = policy.result()
-    if final is not None:
-        res = refit_result(res, policy.measured(), final)
-    return {
-        "name": "adaptive",
-        "config": dataclasses.asdict(res.config),
-        "budget": config.adaptive.budget,
-        "stop_reason": "running" if running else res.stop_reason,
-        "cost": res.cost,
-        "full_cost": res.full_cost,
-        "cost_fraction": res.cost_fraction,
-        "ladder_cost": res.ladder_cost,
-        "ladder_cost_fraction": res.ladder_cost / res.full_cost if res.full_cost > 0 else None,
-        "compute_saved": policy.compute_saved,
-        "consumed": [[m, s] for m, s in res.consumed if s > 0],
-        "eliminated": [
-            {"model": e.model, "reason": e.reason, "size": e.size, "compute_saved": e.compute_saved}
-            for e in res.eliminated
-        ],
-        "outcomes": [
-            {
-                "model": o.model,
-                "status": o.status,
-                "sizes": list(o.sizes),
-                "predicted": o.predicted,
-                "low": o.low,
-                "high": o.high,
-                "cost": o.cost,
-                "reason": o.reason,
-                "stale": o.stale,
-            }
-            for o in res.outcomes
-        ],
-    }
 
 
 def _encoding_previews(

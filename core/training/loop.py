@@ -225,6 +225,46 @@ def _is_oom(exc: BaseException) -> bool:
 # --------------------------------------------------------------------------- the loop
 
 
+def _accumulate(
+    model: torch.nn.Module,
+    examples: list[Encoded],
+    micro_batch_size: int | None,
+    *,
+    kind: str,
+    pad_id: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backward one batch, in micro-batches of ``micro_batch_size`` when given.
+
+    Each micro-batch's summed loss is divided by the whole batch's labelled
+    tokens, so the accumulated gradient is the gradient of the batch's mean loss,
+    the same step as one full batch (up to float rounding and padding to each
+    micro-batch's own longest example). This is what an out-of-memory retry uses:
+    half the activations per forward, same effective batch. Returns the batch's
+    mean loss and its processed tokens (device tensors: no sync).
+    """
+    size = len(examples) if not micro_batch_size else max(1, micro_batch_size)
+    if size >= len(examples):
+        batch = _to_device(collate(examples, pad_id, kind), device)
+        with _autocast(device, autocast_dtype):
+            loss = sequence_loss(model, batch, kind)
+        loss.backward()
+        return loss, processed_tokens(batch, kind)
+    chunks = [collate(examples[i : i + size], pad_id, kind) for i in range(0, len(examples), size)]
+    labelled = sum(int((_target(c, kind) != IGNORE_INDEX).sum()) for c in chunks)  # CPU tensors
+    total = torch.zeros((), device=device)
+    processed = torch.zeros((), dtype=torch.long, device=device)
+    for chunk in chunks:
+        batch = _to_device(chunk, device)
+        with _autocast(device, autocast_dtype):
+            part = sequence_loss(model, batch, kind, reduction="sum") / max(labelled, 1)
+        part.backward()
+        total += part.detach().float()
+        processed += processed_tokens(batch, kind)
+    return total, processed
+
+
 def hold_while_paused(pause: threading.Event | None, cancel: threading.Event | None) -> float:
     """Block while ``pause`` is set (cancel still stops, with Cancelled); seconds held.
 
@@ -280,8 +320,12 @@ def optimize(
     eval_every: int = 0,
     patience: int = 0,
     eval_batch_size: int = 32,
+    micro_batch_size: int | None = None,
 ) -> _LoopOutcome:
     """Run one optimizer step per batch; the one training loop of the engine.
+
+    ``micro_batch_size`` below the batch size accumulates each batch's gradient
+    over micro-batches (see ``_accumulate``): the same step with less memory.
 
     With ``patience`` > 0 and a validation set, the validation loss is checked
     every ``eval_every`` steps; training stops after ``patience`` checks without
@@ -325,10 +369,15 @@ def optimize(
         held += hold_while_paused(pause, cancel)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total, warmup_steps, lr)
-        batch = _to_device(collate(examples, pad_id, kind), device)
-        with _autocast(device, autocast_dtype):
-            loss = sequence_loss(model, batch, kind)
-        loss.backward()
+        loss, processed = _accumulate(
+            model,
+            examples,
+            micro_batch_size,
+            kind=kind,
+            pad_id=pad_id,
+            device=device,
+            autocast_dtype=autocast_dtype,
+        )
         if max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
         optimizer.step()
@@ -343,7 +392,7 @@ def optimize(
         window_loss += detached.float()
         window_n += 1
         step_losses.append(detached.float())
-        tokens += processed_tokens(batch, kind)
+        tokens += processed
 
         now = time.perf_counter()
         if on_progress is not None and (now - last_report >= PROGRESS_SECONDS or step == total - 1):

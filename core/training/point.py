@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from core.config import DataConfig, TrainConfig
+from core.errors import OutOfMemory
 from core.events import PointMeasurements
 from core.training.data import TaskData
 from core.training.loop import (
@@ -55,6 +56,7 @@ def train_point(
     pause: threading.Event | None = None,
     on_progress: Callable[[int, int, float], None] | None = None,
     model_and_tokenizer: tuple[Any, Any] | None = None,
+    micro_batch_size: int | None = None,
 ) -> PointMeasurements:
     """Fine-tune ``spec`` on the first ``size`` train examples; size 0 only evaluates.
 
@@ -63,8 +65,11 @@ def train_point(
     each point starts from the pretrained weights. ``cancel`` (a
     threading.Event) is checked before every step and raises Cancelled; while
     ``pause`` is set, training holds before its next step.
-    Raises PointError for NaN/inf loss or out-of-memory, DataError for a size
-    the train split cannot provide.
+    ``micro_batch_size`` below ``batch_size`` accumulates gradients over
+    micro-batches (same effective batch, less memory; recorded in hparams).
+    Raises OutOfMemory (a PointError) when the device runs out of memory,
+    PointError for NaN/inf loss, DataError for a size the train split cannot
+    provide.
     """
     start = time.perf_counter()
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -86,6 +91,7 @@ def train_point(
     warmup = math.ceil(train_cfg.warmup_ratio * steps)
     eval_every = train_cfg.eval_every or max(1, math.ceil(size / train_cfg.batch_size))
     eval_bs = max(train_cfg.batch_size * 2, 32)
+    micro = min(micro_batch_size or train_cfg.batch_size, train_cfg.batch_size)
 
     torch.manual_seed(train_cfg.seed)
     snapshot = None
@@ -127,6 +133,7 @@ def train_point(
                 eval_every=eval_every,
                 patience=train_cfg.early_stopping_patience,
                 eval_batch_size=eval_bs,
+                micro_batch_size=micro,
             )
         else:
             outcome = _LoopOutcome(0, 0, None, None, 0)
@@ -151,9 +158,10 @@ def train_point(
         if _is_oom(exc):
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-            raise PointError(
+            raise OutOfMemory(
                 f"out of memory on {dev.type} at batch size {train_cfg.batch_size}"
-                " (try a smaller batch_size, gradient_checkpointing or lora)"
+                f" (micro-batch {micro}; try gradient_checkpointing or lora)",
+                micro_batch_size=micro,
             ) from exc
         raise
     finally:
@@ -169,6 +177,8 @@ def train_point(
     hparams = {
         "learning_rate": train_cfg.learning_rate,
         "batch_size": train_cfg.batch_size,
+        "micro_batch_size": micro,
+        "gradient_accumulation_steps": math.ceil(train_cfg.batch_size / micro),
         "epochs": train_cfg.epochs,
         "min_steps": train_cfg.min_steps,
         "warmup_ratio": train_cfg.warmup_ratio,

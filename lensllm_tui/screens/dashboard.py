@@ -30,6 +30,7 @@ from lensllm_tui.signals import EXIT_CANCELLED
 from lensllm_tui.view import RunView
 from lensllm_tui.widgets import EventLog, LossChart, RankingTable
 from lensllm_tui.widgets.event_log import describe
+from lensllm_tui.widgets.workers import WorkersPanel
 
 
 class EventSource(Protocol):
@@ -146,6 +147,7 @@ class DashboardScreen(Screen):
                 yield EventLog(id="log")
             yield RankingTable(id="ranking")
             yield Static(id="failures")
+            yield WorkersPanel(id="workers")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -300,6 +302,7 @@ class DashboardScreen(Screen):
                 lines.append(f"compute saved so far: {st.compute_saved:.2e} FLOPs")
             failures.update("\n".join(escape(line) for line in lines))  # names, reasons: user text
             failures.display = bool(lines)
+            self.query_one(WorkersPanel).show(st)
 
     def _status_text(self) -> str:
         st = self.state

@@ -99,18 +99,20 @@ def test_bad_flag_values_are_one_line_errors(
 
 
 def test_a_key_added_to_a_config_dataclass_becomes_a_flag(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What another table (say [executor]) gets without an edit to flags.py or cli.py."""
+    """What another table (say [cluster]) gets without an edit to flags.py or cli.py."""
     extra = [
-        ConfigKey("executor", "workers", int, 1, "Worker processes."),
-        ConfigKey("executor", "seed", int, 0, "Seed of the executor."),
+        ConfigKey("cluster", "nodes", int, 1, "Machines."),
+        ConfigKey("cluster", "seed", int, 0, "Seed of the cluster."),
     ]
     monkeypatch.setattr(flags, "config_keys", lambda: [*config_keys(), *extra])
     by_param = {f.param: f for f in flags.flags()}
-    assert by_param["executor__workers"].name == "workers"
-    assert by_param["executor__seed"].name == "executor-seed"  # --seed is [train]'s already
+    assert by_param["cluster__nodes"].name == "nodes"
+    assert by_param["cluster__seed"].name == "cluster-seed"  # --seed is [train]'s already
     assert by_param["train__seed"].name == "seed"
-    got: dict[str, Any] = flags.overrides({"executor__workers": "3", "train__lora": True})
-    assert got == {"executor": {"workers": 3}, "train": {"lora": True}}
+    assert by_param["executor__workers"].name == "workers"  # the real [executor] table
+    assert by_param["executor__backend"].name == "executor"
+    got: dict[str, Any] = flags.overrides({"cluster__nodes": "3", "train__lora": True})
+    assert got == {"cluster": {"nodes": 3}, "train": {"lora": True}}
 
 
 def test_choices_and_tables_in_new_keys(monkeypatch: pytest.MonkeyPatch) -> None:

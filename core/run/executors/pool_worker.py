@@ -1,0 +1,83 @@
+"""The inside of one pool worker process (spawned): pin the device, then run jobs until told to stop.
+
+Kept apart from the driver side (pool.py) because this is what a spawned child
+imports first: it sets CUDA_VISIBLE_DEVICES before torch can initialise CUDA,
+so the process sees exactly one GPU as ``cuda:0``, and it ignores SIGINT, since
+Ctrl-C in a terminal reaches the whole process group and cancelling is the
+driver's decision, sent as a message.
+
+Two one-way pipes connect it to the driver. A listener thread reads commands
+(``run``, ``cancel``, ``pause``, ``stop``); the main thread trains and is the only sender,
+so progress, results and failures go out in order. When the driver's end
+closes (the driver exited or was killed), the listener ends the process: there
+is nobody left to report to, and an orphan must not keep a GPU busy.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+from core.run.executors.jobs import PointJob
+
+
+def main(
+    name: str,
+    gpu: str | None,
+    threads: int,
+    task: Any,
+    commands: Connection,
+    events: Connection,
+) -> None:
+    """Entry point of a spawned worker; ``gpu`` is the physical id it is pinned to, or None (CPU)."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    from core.run.executors.execute import JobRunner
+
+    torch.set_num_threads(threads)
+    runner = JobRunner(task, name, "cuda" if gpu is not None else "cpu")
+    jobs: queue.Queue[PointJob | None] = queue.Queue()
+    cancel = threading.Event()
+    hold = threading.Event()
+    cancelled: set[int] = set()
+    running: list[int] = []
+
+    def listen() -> None:
+        while True:
+            try:
+                kind, arg = commands.recv()
+            except (EOFError, OSError):
+                os._exit(0)  # the driver is gone
+            if kind == "run":
+                jobs.put(arg)
+            elif kind == "cancel":
+                cancelled.add(arg)
+                if running and running[0] == arg:
+                    cancel.set()
+            elif kind == "pause":
+                if arg:
+                    hold.set()
+                else:
+                    hold.clear()
+            elif kind == "stop":
+                cancel.set()
+                jobs.put(None)
+                return
+
+    threading.Thread(target=listen, name=f"{name} commands", daemon=True).start()
+    events.send(("ready", os.getpid()))
+    while (job := jobs.get()) is not None:
+        cancel.clear()
+        running[:] = [job.id]
+        if job.id in cancelled:  # the cancel came before the job started
+            cancel.set()
+        final = runner.run(job, cancel, events.send, hold)
+        running.clear()
+        events.send(final)

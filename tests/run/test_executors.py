@@ -1,0 +1,267 @@
+"""The executors on real tiny models: same losses on every backend, retries after faults.
+
+The pool tests spawn real worker processes and SIGKILL them; the Ray test starts a
+real local Ray instance with two fake GPUs (Ray's num_gpus on init needs no GPU),
+so placement, CUDA_VISIBLE_DEVICES and the object store are Ray's own.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import DataConfig, ExecutorConfig, NTKConfig, TrainConfig
+from core.errors import ConfigError
+from core.run.executors import (
+    Executor,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    JobRetried,
+    JobStarted,
+    PointJob,
+    ProbeResult,
+    make_executor,
+)
+from core.run.executors.execute import FAULTS_ENV
+from core.run.executors.local import LocalExecutor
+from core.run.executors.pool import PoolExecutor
+from core.training.data import TaskData, load_task
+from core.training.models import ModelSpec, resolve_model
+
+TRAIN = TrainConfig(batch_size=8, min_steps=6, learning_rate=1e-3)
+DATA = DataConfig(test_size=32, validation_size=8, max_length=48)
+SIZES = (0, 16, 48)
+
+
+@pytest.fixture(scope="module")
+def task() -> TaskData:
+    return load_task(DATA)
+
+
+@pytest.fixture(scope="module")
+def specs(zoo_cache: Path) -> list[ModelSpec]:
+    return [resolve_model(n, cache_dir=zoo_cache) for n in ("tiny:gpt2-s", "tiny:llama-s")]
+
+
+def jobs_for(specs: list[ModelSpec], task: TaskData, train: TrainConfig = TRAIN) -> list[PointJob]:
+    out = [
+        PointJob(len(specs) * i + k, spec, size, train, DATA, task.fingerprint)
+        for i, size in enumerate(SIZES)
+        for k, spec in enumerate(specs)
+    ]
+    return out
+
+
+def drain(ex: Executor, n: int, limit: float = 240.0, on_update=None) -> list:  # type: ignore[no-untyped-def]
+    """Every update until ``n`` jobs have ended (done or failed for good)."""
+    updates: list = []
+    ended = 0
+    deadline = time.monotonic() + limit
+    while ended < n:
+        assert time.monotonic() < deadline, f"only {ended} of {n} jobs ended: {updates[-5:]}"
+        for u in ex.poll(0.1):
+            updates.append(u)
+            if on_update is not None:
+                on_update(ex, u)
+            ended += isinstance(u, JobDone | JobFailed)
+    return updates
+
+
+def losses(updates: list) -> dict[int, float]:
+    return {
+        u.job_id: u.result.loss
+        for u in updates
+        if isinstance(u, JobDone) and not isinstance(u.result, ProbeResult)
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(task: TaskData, specs: list[ModelSpec]) -> dict[int, float]:
+    """Losses of the in-process path: the answers every other backend must give."""
+    with LocalExecutor(task, "cpu") as ex:
+        for job in jobs_for(specs, task):
+            ex.submit(job)
+        got = losses(drain(ex, len(SIZES) * len(specs)))
+    assert len(got) == len(SIZES) * len(specs)
+    return got
+
+
+@pytest.fixture
+def no_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    yield
+
+
+def test_pool_gives_the_local_losses_and_keeps_models_loaded(
+    task: TaskData, specs: list[ModelSpec], reference: dict[int, float], no_faults: None
+) -> None:
+    ex = make_executor(ExecutorConfig(backend="pool", workers=2, threads=1), task, "cpu")
+    assert isinstance(ex, PoolExecutor)
+    with ex:
+        for job in jobs_for(specs, task):
+            ex.submit(job)
+        probe = PointJob(
+            99, specs[0], 0, TRAIN, DATA, task.fingerprint, ntk=NTKConfig(probe_size=8)
+        )
+        ex.submit(probe)
+        updates = drain(ex, len(reference) + 1)
+        got = losses(updates)
+        workers = {u.worker for u in updates if isinstance(u, JobDone)}
+    assert workers == {"w0", "w1"}, "both workers took points"
+    assert any(isinstance(u, JobProgress) for u in updates)
+    for job_id, loss in reference.items():
+        assert math.isclose(got[job_id], loss, abs_tol=1e-5), job_id
+    result = next(u.result for u in updates if isinstance(u, JobDone) and u.job_id == 99)
+    assert isinstance(result, ProbeResult) and result.n == 8 and result.spectrum.trace > 0
+
+
+@pytest.mark.slow  # tests/run/test_parallel_run.py kills a worker inside a whole run
+def test_a_sigkilled_pool_worker_loses_no_point(
+    task: TaskData, specs: list[ModelSpec], reference: dict[int, float], no_faults: None
+) -> None:
+    killed: list[int] = []
+
+    def kill_first_trainer(ex: Executor, u: object) -> None:
+        if isinstance(u, JobProgress) and not killed:
+            slot = next(s for s in ex.slots if s.job is not None and s.job.id == u.job_id)
+            killed.append(u.job_id)
+            os.kill(slot.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+
+    with PoolExecutor(task, 2, threads=1, retries=1) as ex:
+        jobs = [j for j in jobs_for(specs, task) if j.size > 0]
+        for job in jobs:
+            ex.submit(job)
+        updates = drain(ex, len(jobs), on_update=kill_first_trainer)
+        names = {w.name for w in ex.workers()}
+    assert killed
+    retried = [u for u in updates if isinstance(u, JobRetried)]
+    assert [r.job.id for r in retried] == killed and "SIGKILL" in retried[0].reason
+    assert retried[0].job.attempt == 2
+    got = losses(updates)
+    assert set(got) == {j.id for j in jobs}, "every point finished"
+    assert math.isclose(got[killed[0]], reference[killed[0]], abs_tol=1e-5)
+    assert "w2" in names, "the dead worker was replaced by a fresh process"
+
+
+@pytest.mark.slow  # the whole-run kill test covers the retry by default
+def test_a_worker_killing_itself_mid_point_is_retried_until_the_limit(
+    task: TaskData, specs: list[ModelSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kill faults fire on the first attempt only, so one retry is enough ...
+    monkeypatch.setenv(FAULTS_ENV, f"kill={specs[0].name}@16")
+    with PoolExecutor(task, 1, threads=1, retries=1) as ex:
+        job = PointJob(1, specs[0], 16, TRAIN, DATA, task.fingerprint)
+        ex.submit(job)
+        updates = drain(ex, 1)
+    assert [type(u) for u in updates if not isinstance(u, JobProgress | JobStarted)] == [
+        JobRetried,
+        JobDone,
+    ]
+    # ... and with no retries left the job fails as lost
+    with PoolExecutor(task, 1, threads=1, retries=0) as ex:
+        ex.submit(job)
+        (failed,) = [u for u in drain(ex, 1) if isinstance(u, JobFailed)]
+    assert failed.cause == "lost" and "SIGKILL" in failed.reason
+
+
+def test_out_of_memory_halves_the_micro_batch_and_records_it(
+    task: TaskData,
+    specs: list[ModelSpec],
+    reference: dict[int, float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(FAULTS_ENV, f"oom={specs[0].name}@48")
+    job = next(j for j in jobs_for(specs, task) if j.size == 48 and j.spec == specs[0])
+    with LocalExecutor(task, "cpu") as ex:
+        ex.submit(job)
+        updates = [u for u in drain(ex, 1) if not isinstance(u, JobProgress | JobStarted)]
+    retried, done = updates
+    assert isinstance(retried, JobRetried) and "out of memory" in retried.reason
+    assert retried.job.micro_batch_size == 4 and retried.job.attempt == 2
+    assert isinstance(done, JobDone)
+    hp = done.result.hparams
+    assert (hp["batch_size"], hp["micro_batch_size"], hp["gradient_accumulation_steps"]) == (
+        8,
+        4,
+        2,
+    )
+    # same effective batch: the accumulated steps land on the same loss
+    assert math.isclose(done.result.loss, reference[job.id], abs_tol=1e-4)
+
+
+def test_out_of_memory_at_micro_batch_one_fails_the_point(
+    task: TaskData, specs: list[ModelSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULTS_ENV, f"oom={specs[0].name}@16")
+    job = PointJob(5, specs[0], 16, TrainConfig(batch_size=1, min_steps=2), DATA, task.fingerprint)
+    with LocalExecutor(task, "cpu") as ex:
+        ex.submit(job)
+        (failed,) = [u for u in drain(ex, 1) if not isinstance(u, JobProgress | JobStarted)]
+    assert isinstance(failed, JobFailed) and failed.cause == "oom"
+    assert "micro-batch 1" in failed.reason
+
+
+def test_cancel_stops_running_and_queued_jobs(
+    task: TaskData, specs: list[ModelSpec], no_faults: None
+) -> None:
+    long = TrainConfig(batch_size=4, min_steps=400)
+    with LocalExecutor(task, "cpu") as ex:
+        ex.submit(PointJob(1, specs[0], 16, long, DATA, task.fingerprint))
+        ex.submit(PointJob(2, specs[0], 16, long, DATA, task.fingerprint))
+        while not any(isinstance(u, JobProgress) for u in ex.poll(0.1)):
+            pass
+        ex.cancel()
+        ended = [u for u in drain(ex, 2) if isinstance(u, JobFailed)]
+    assert sorted(u.job_id for u in ended) == [1, 2]
+    assert {u.cause for u in ended} == {"cancelled"}
+
+
+def test_a_job_for_another_task_is_refused(task: TaskData, specs: list[ModelSpec]) -> None:
+    with LocalExecutor(task, "cpu") as ex:
+        ex.submit(PointJob(1, specs[0], 0, TRAIN, DATA, "not-this-task"))
+        (failed,) = [u for u in drain(ex, 1) if isinstance(u, JobFailed)]
+    assert failed.cause == "error" and "not the driver's" in failed.reason
+
+
+def test_ray_missing_is_one_line_naming_the_extra(
+    task: TaskData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(ConfigError) as err:
+        make_executor(ExecutorConfig(backend="ray"), task, "cpu")
+    assert str(err.value) == "--executor ray needs Ray: pip install 'lensllm-tui[ray]'"
+
+
+def test_ray_local_instance_gives_the_local_losses_on_fake_gpus(
+    task: TaskData, specs: list[ModelSpec], reference: dict[int, float], no_faults: None
+) -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(
+        num_cpus=2,
+        num_gpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=80 * 2**20,
+    )
+    try:
+        ex = make_executor(ExecutorConfig(backend="ray", workers=2, threads=1), task, "cpu")
+        with ex:
+            for job in jobs_for(specs, task):
+                ex.submit(job)
+            updates = drain(ex, len(reference))
+            devices = sorted(w.device for w in ex.workers())
+        got = losses(updates)
+        for job_id, loss in reference.items():
+            assert math.isclose(got[job_id], loss, abs_tol=1e-5), job_id
+        # one fake GPU each: Ray placed the two actors on different GPU ids
+        assert [d.split(" gpu ")[1][:1] for d in devices] == ["0", "1"], devices
+    finally:
+        ray.shutdown()
