@@ -141,8 +141,14 @@ def run(
     cfg = build_config(config, given)
     if no_ui:
         from lensllm_tui.headless import run_headless
+        from lensllm_tui.signals import EXIT_CANCELLED, abort_now
 
-        raise typer.Exit(run_headless(cfg))
+        code = run_headless(cfg)
+        if code == EXIT_CANCELLED:
+            # Everything is written; exit now rather than through seconds of torch
+            # teardown, during which Python resets SIGINT and a second Ctrl-C kills (-2).
+            abort_now()
+        raise typer.Exit(code)
     from lensllm_tui.app import make_app
 
     lens = make_app(cfg, autostart=autostart)
