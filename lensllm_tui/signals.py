@@ -66,17 +66,9 @@ class stop_on_signals:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # Once a stop was asked for, a late second signal (the run already wound down,
-        # the process about to exit) must still mean "exit 130 now", not a
-        # KeyboardInterrupt raised into whatever clean-up is left.
-        stopping = self.cancel.is_set()
         for sig, handler in self.previous.items():
-            signal.signal(sig, self._late_handler if stopping else handler)  # type: ignore[arg-type]
+            signal.signal(sig, handler)  # type: ignore[arg-type]
         self.previous.clear()
-
-    @staticmethod
-    def _late_handler(signum: int, frame: FrameType | None) -> None:
-        abort_now()
 
 
 def on_stop_signals(callback: Callable[[int], None]) -> Callable[[], None]:
