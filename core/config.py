@@ -373,6 +373,11 @@ class RunConfig:
             raise ConfigError(f"config file not found: {p}")
         try:
             raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{p}: not a TOML text file (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{exc.start} is not UTF-8)"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
         return cls.from_dict(raw)

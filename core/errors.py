@@ -113,6 +113,18 @@ def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
     return f"{where}: {reason}" if where is not None else reason
 
 
+def disk_full(exc: BaseException) -> OSError | None:
+    """The OSError saying "no room" in ``exc`` or its causes (a library may wrap it), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_FULL:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def one_line(exc: BaseException) -> str:
     """The message of ``exc`` on one line: ours as written, anything else prefixed by its type."""
     text = " ".join(str(exc).split())

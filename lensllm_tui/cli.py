@@ -20,6 +20,7 @@ from core import __version__
 from core.config import ConfigError, RunConfig
 from lensllm_tui import flags
 from lensllm_tui.environment import epilog
+from lensllm_tui.resume import resume_settings
 
 app = typer.Typer(
     name="lensllm-tui",
@@ -109,6 +110,13 @@ def run(
             help="Reopen a run directory: finished points are reused, missing ones trained.",
         ),
     ] = None,
+    extend: Annotated[
+        bool,
+        typer.Option(
+            "--extend",
+            help="With --resume: add the --models and --sizes given to the run (never removes).",
+        ),
+    ] = False,
     **settings: Any,
 ) -> None:
     """Fine-tune every candidate on a ladder of subsets and rank them (dashboard or --no-ui).
@@ -120,9 +128,15 @@ def run(
         given = flags.overrides(settings)
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    if extend and resume is None:
+        raise fail("--extend adds models or sizes to a run reopened with --resume DIR")
     if resume is not None:
         out = given.get("out_dir")
         config = resume_config(resume, config, Path(out) if out is not None else None)
+        try:
+            given = resume_settings(RunConfig.load_toml(config), given, str(resume), extend=extend)
+        except ConfigError as exc:
+            raise fail(str(exc)) from None
         given["out_dir"] = str(resume)
     cfg = build_config(config, given)
     if no_ui:

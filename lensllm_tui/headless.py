@@ -34,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from core.config import ConfigError, RunConfig
+from core.errors import LensError
 from core.events import (
     Event,
     ModelEliminated,
@@ -66,35 +67,28 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             console = Console(width=120)  # logs: no terminal width, so do not wrap at 80
     err = Console(stderr=True)
     cancel = threading.Event()
-    try:
-        from core.run.runner import run_events
-
-        events = run_events(config, cancel)
-    except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return EXIT_BAD_INPUT
+    # Signals are ours before the engine's imports (seconds of torch): a Ctrl-C then
+    # cancels the run before it starts instead of unwinding through an import.
     with stop_on_signals(cancel, lambda text: err.print(f"[yellow]{text}[/]")):
+        try:
+            from core.run.runner import run_events
+
+            events = run_events(config, cancel)
+        except ConfigError as exc:
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            return EXIT_BAD_INPUT
         view = ConsoleView(console)
         try:
             return view.consume(events)
-        except Exception as exc:
-            if not _is_input_error(exc):
-                raise
+        except LensError as exc:  # run-level: config, data, store, run directory, disk full
             view.close()
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            return EXIT_BAD_INPUT
+            err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False)
+            return exc.exit_code
         finally:
             # The engine's own clean-up (closing the store) runs here, under the handlers.
             getattr(events, "close", lambda: None)()
             view.close()
-
-
-def _is_input_error(exc: Exception) -> bool:
-    """Run-level input problems (config, dataset, store) that end the run with one line."""
-    from core.run.store import StoreError
-    from core.training.data import DataError
-
-    return isinstance(exc, ConfigError | DataError | StoreError)
+            events.close()  # finish the engine while our handlers hold: a late Ctrl-C lands here
 
 
 class ConsoleView:

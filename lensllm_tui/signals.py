@@ -62,10 +62,15 @@ class stop_on_signals:
     def __enter__(self) -> stop_on_signals:
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
+                if signal.getsignal(sig) is signal.SIG_IGN:
+                    continue  # ignored by whoever started us (nohup, a background job): keep it so
                 self.previous[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # The previous handlers come back (an in-process caller, a test, keeps its own);
+        # the caller closes the engine inside this block, so a late second signal finds
+        # no engine clean-up left to interrupt, only the command's exit (130).
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
         self.previous.clear()

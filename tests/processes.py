@@ -34,7 +34,7 @@ def write_config(
     return path
 
 
-def cli(*args: str, **kw: object) -> subprocess.Popen[str]:
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``lensllm-tui ARGS`` as its own process (stdout and stderr piped together)."""
     return subprocess.Popen(
         [sys.executable, "-m", "lensllm_tui.cli", *args],
@@ -42,7 +42,7 @@ def cli(*args: str, **kw: object) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        **kw,  # type: ignore[arg-type]
+        env={**os.environ, **(env or {})},
     )
 
 

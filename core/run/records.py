@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
+from core.errors import DISK_FULL, RunDirError, os_error_line
 from core.events import PointMeasurements, RankEntry
-from core.paths import CURVES_NAME, RESULTS_NAME
+from core.paths import CURVES_NAME, RESULTS_NAME, STORE_NAME
 from core.science.curves import Curve, write_wide_csv
 from core.science.phase import Transition
 from core.science.prediction import Prediction
@@ -141,6 +142,8 @@ class RunRecord:
     seconds: float = 0.0
     policy: dict[str, Any] = field(default_factory=dict)
     """The adaptive policy's account (stop reason, cost, eliminations); empty on a ladder run."""
+    floor: Completeness | None = field(default=None, repr=False, compare=False)
+    """How complete the results.json this run found is: it is not replaced by less."""
 
     def failures(self) -> list[tuple[str, str]]:
         return [(m.model, m.failed) for m in self.models.values() if m.failed is not None]
@@ -190,13 +193,66 @@ class RunRecord:
             }
         )
 
-    def write(self) -> None:
-        """Write results.json and curves.csv atomically (temp file + os.replace)."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
-        atomic_write_text(self.out_dir / RESULTS_NAME, text + "\n")
+    def write(self) -> bool:
+        """Write results.json and curves.csv atomically (temp file + os.replace).
+
+        Until this record is at least as complete as the results.json the run
+        found (``floor``), nothing is written and False is returned: a reopened
+        run killed in its first seconds leaves the old ranking, not an empty one.
+        A finished record is complete for its configuration and always written.
+        """
+        doc = self.to_dict()
+        floor = self.floor
+        if (
+            floor is not None
+            and self.status != "finished"
+            and not at_least(completeness(doc), floor)
+        ):
+            return False
+        self.floor = None
+        text = json.dumps(doc, indent=2, allow_nan=False)
         curves = [m.curve() for m in self.models.values() if m.points]
-        if curves:
-            _atomic_write(self.out_dir / CURVES_NAME, lambda tmp: write_wide_csv(tmp, curves))
+        try:
+            atomic_write_text(self.out_dir / RESULTS_NAME, text + "\n")
+            if curves:
+                _atomic_write(self.out_dir / CURVES_NAME, lambda tmp: write_wide_csv(tmp, curves))
+        except OSError as exc:
+            raise RunDirError(write_failure(exc, self.out_dir)) from None
+        return True
+
+
+Completeness = tuple[int, int, int]
+"""(measured points, ranked models, finished 0/1) of a results.json."""
+
+
+def completeness(doc: dict[str, Any]) -> Completeness:
+    """How much a results.json document holds, to compare an old one with a new one."""
+    points = sum(len(m.get("points") or ()) for m in doc.get("models") or ())
+    return points, len(doc.get("ranking") or ()), int(doc.get("status") == "finished")
+
+
+def at_least(new: Completeness, old: Completeness) -> bool:
+    return all(a >= b for a, b in zip(new, old, strict=True))
+
+
+def existing_completeness(out_dir: Path) -> Completeness | None:
+    """The completeness of ``out_dir``'s results.json; None when there is none to keep."""
+    try:
+        doc = json.loads((out_dir / RESULTS_NAME).read_text(encoding="utf-8"))
+        return completeness(doc) if isinstance(doc, dict) else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def write_failure(exc: OSError, out_dir: Path) -> str:
+    """One line for a write that failed mid-run, saying what is safe and what to do."""
+    where = os_error_line(exc)
+    if exc.errno in DISK_FULL:
+        return (
+            f"disk full writing the run ({where}); finished points are kept in "
+            f"{out_dir / STORE_NAME}: free some space and rerun with the same --out to resume"
+        )
+    return f"cannot write the run ({where}); finished points are kept in {out_dir / STORE_NAME}"
 
 
 TEMP_PATTERNS: tuple[str, ...] = (f".{RESULTS_NAME}.*.tmp", f".{CURVES_NAME}.*.tmp")

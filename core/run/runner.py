@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import ConfigError, DataError
+from core.errors import ConfigError, DataError, RunDirError
 from core.events import (
     Event,
     ModelFailed,
@@ -49,7 +49,8 @@ from core.run.candidate import (
     point_hparams,
 )
 from core.run.executors import make_executor, resolve_backend
-from core.run.records import ModelRecord, RunRecord
+from core.run.lock import lock_run_dir
+from core.run.records import ModelRecord, RunRecord, existing_completeness, write_failure
 from core.run.scheduler import Scheduler
 from core.run.store import Store
 from core.run.worker import Controls
@@ -106,14 +107,24 @@ def run_events(
 
 
 def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
-    from core.training import data as data_mod
-
     t0 = time.time()
     out_dir = resolve_out_dir(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config = dataclasses.replace(config, out_dir=str(out_dir))
-    config.save_toml(out_dir / CONFIG_NAME)
+    lock = lock_run_dir(out_dir)  # one run per directory, for the whole run
+    try:
+        yield from _locked(dataclasses.replace(config, out_dir=str(out_dir)), controls, t0)
+    finally:
+        lock.release()
 
+
+def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]:
+    """The run, once its directory is locked: config.toml, data, store, then the loop."""
+    from core.training import data as data_mod
+
+    out_dir = Path(config.out_dir)
+    try:
+        config.save_toml(out_dir / CONFIG_NAME)
+    except OSError as exc:
+        raise RunDirError(write_failure(exc, out_dir)) from None
     task = data_mod.load_task(config.data)
     sizes, warnings = _clip_ladder(task, config.sizes)
     device = _device(config.device)
@@ -139,6 +150,7 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
             "max_length": config.data.max_length,
         },
         warnings=[*warnings, *cut],
+        floor=existing_completeness(out_dir),
     )
     measurer = Measurer(config, task, Store(out_dir / STORE_NAME), record, controls, device)
     measurer.specs.update(specs)

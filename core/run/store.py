@@ -160,6 +160,7 @@ class Store:
                 for statement in _SCHEMA:
                     self._db.execute(statement)
                 self._check_columns()
+                self._check_values()
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _check_columns(self) -> None:
@@ -186,6 +187,26 @@ class Store:
                 "use a new output directory"
             )
 
+    def _check_values(self) -> None:
+        """Refuse, at open, a numeric column holding text (SQLite's types are only affinities).
+
+        Otherwise the bad row would surface mid-run, when its point is reused.
+        """
+        for name, sql in _POINT_COLUMNS:
+            if not sql.startswith(("REAL", "INTEGER")):
+                continue
+            allowed = "('real', 'integer')" if "NOT NULL" in sql else "('real', 'integer', 'null')"
+            row = self._db.execute(
+                f"SELECT model, size, {name} FROM points WHERE typeof({name}) NOT IN {allowed} "
+                "LIMIT 1"
+            ).fetchone()
+            if row is not None:
+                raise StoreError(
+                    f"{self.path}: a stored row is not valid ({row[0]} at size {row[1]}: {name} "
+                    f"is {row[2]!r}); the store was written by something else: move it aside "
+                    "and rerun to recompute its points"
+                )
+
     @contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
         """Turn SQLite's and a bad row's exceptions into one ``StoreError`` line that says what to do."""
@@ -203,11 +224,17 @@ class Store:
 
     def _explain(self, exc: sqlite3.DatabaseError, doing: str) -> str:
         code = getattr(exc, "sqlite_errorcode", None)
+        code = code & 0xFF if isinstance(code, int) else None  # the primary result code
         what = " ".join(str(exc).replace("*", "").split())
         if code == sqlite3.SQLITE_FULL:
             return (
                 f"{self.path}: disk full while the store was being written; finished points "
                 "are kept: free some space and rerun with the same --out to resume"
+            )
+        if code == sqlite3.SQLITE_IOERR:  # what a full disk looks like when mapping -shm
+            return (
+                f"{self.path}: disk I/O error ({what}); is the disk full? Finished points are "
+                "kept: free some space and rerun with the same --out to resume"
             )
         if code == sqlite3.SQLITE_READONLY:
             return f"{self.path}: read-only; the run directory must be writable"

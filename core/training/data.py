@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.config import DataConfig
-from core.errors import DataError
+from core.errors import DataError, one_line
 from core.training import chat
 from core.training.encoding import encode_examples
 from core.training.examples import IGNORE_INDEX, Encoded, Example
@@ -256,8 +256,28 @@ def _read(
                 )
             fmt = found
     label = source if what == "dataset" else f"{what} {source}"
-    examples, empty = rows_to_examples(rows, cfg, label, fmt)
+    try:
+        examples, empty = rows_to_examples(rows, cfg, label, fmt)
+    except UnicodeDecodeError as exc:  # raised lazily, by datasets' Arrow string columns
+        raise DataError(_not_utf8(label, source, exc)) from None
     return fmt, examples, empty, len(rows)
+
+
+def _not_utf8(label: str, source: str, exc: UnicodeDecodeError) -> str:
+    """Which line of a local text file is not UTF-8, read line by line (bounded memory)."""
+    try:
+        with Path(source).expanduser().open("rb") as fh:
+            for number, line in enumerate(fh, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return (
+                        f"{label}:{number}: not UTF-8 text (byte 0x{line[bad.start]:02x} at "
+                        f"column {bad.start + 1}); save the file as UTF-8"
+                    )
+    except OSError:
+        pass
+    return f"{label}: not UTF-8 text ({one_line(exc)}); save the file as UTF-8"
 
 
 def _fingerprint(
