@@ -70,7 +70,11 @@ def test_second_ctrl_c_exits_130_at_once_whatever_the_run_is_doing(
     time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     code, output = finish(proc)
-    assert code == 130, output
+    # A run that the first signal (or its own end) finishes within the 20 ms can meet
+    # the second one after its handlers are gone, in interpreter shutdown: Python then
+    # dies of SIGINT, which the shell reports as 130 too. What must never happen is
+    # SIGABRT ("terminate called ...") or a traceback.
+    assert code in (130, -signal.SIGINT), output
     assert "terminate called" not in output and "Traceback" not in output
 
 
