@@ -227,7 +227,7 @@ def memory_needed(params: int, *, lora: bool) -> int:
     return params * (4 if lora else 16)
 
 
-def memory_available(device: str) -> int | None:
+def memory_available(device: str | torch.device) -> int | None:
     """Free bytes on ``device``: CUDA's free memory, or the host's available RAM."""
     dev = resolve_device(device)
     if dev.type == "cuda":

@@ -47,6 +47,7 @@ from torch.func import functional_call, grad, vmap
 
 from core.errors import NTKError, one_line
 from core.science.spectrum import NTKSpectrum
+from core.training.models import memory_available
 
 PATHS = ("auto", "vmap", "backward")
 
@@ -236,24 +237,11 @@ def auto_projection(
     on ``device`` (the rest is for the model, its activations and one backward).
     """
     need = n * num_params * elem
-    free = _free_bytes(device)
+    free = memory_available(device)
     limit = max_exact_bytes if free is None else min(max_exact_bytes, free // 4)
     if need <= limit:
         return None
     return min(AUTO_SKETCH_DIM, num_params)
-
-
-def _free_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def context_length(model: torch.nn.Module) -> int | None:
