@@ -9,8 +9,9 @@ after every point, so the next point of the same model skips the load.
 ``LENSLLM_TUI_FAULTS`` injects faults on a job's first attempt, for the tests
 and benchmarks/fault drills: a comma-separated list of ``oom=MODEL@SIZE``
 (raise ``torch.cuda.OutOfMemoryError`` at the first progress report, as a real
-CUDA allocator failure would mid-step) and ``kill=MODEL@SIZE`` (SIGKILL the
-worker process there). The variable is read by the worker, so it reaches pool
+CUDA allocator failure would mid-step), ``kill=MODEL@SIZE`` (SIGKILL the
+worker process there) and ``slow=MODEL@SIZE`` (hold the point there for
+``STRAGGLER_SECONDS``, a straggler whose result comes in after later points'). The variable is read by the worker, so it reaches pool
 processes and local Ray workers through their inherited environment.
 """
 
@@ -28,6 +29,9 @@ from core.run.executors.jobs import JobDone, JobFailed, JobProgress, PointJob, P
 
 FAULTS_ENV = "LENSLLM_TUI_FAULTS"
 """Environment variable naming the faults a worker injects (see the module docstring)."""
+FAULTS = ("oom", "kill", "slow")
+STRAGGLER_SECONDS = 3.0
+"""How long a ``slow`` fault holds its point at the first progress report."""
 
 ProgressSink = Callable[[JobProgress], None]
 
@@ -38,7 +42,7 @@ def parse_faults(text: str) -> dict[tuple[str, int], str]:
     for item in text.split(","):
         action, _, target = item.strip().partition("=")
         model, _, size = target.rpartition("@")
-        if action in ("oom", "kill") and model and size.lstrip("-").isdigit():
+        if action in FAULTS and model and size.lstrip("-").isdigit():
             out[(model, int(size))] = action
     return out
 
@@ -139,7 +143,12 @@ class JobRunner:
 
         fault = self._faults.get((job.model, job.size)) if job.attempt == 1 else None
 
+        held = threading.Event()  # a straggler holds once, at its first report
+
         def on_progress(step: int, total: int, loss: float) -> None:
+            if fault == "slow" and not held.is_set():
+                held.set()
+                cancel.wait(STRAGGLER_SECONDS)
             if fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             if fault == "oom":
