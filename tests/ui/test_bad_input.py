@@ -84,7 +84,7 @@ def _in_namespace(script: str) -> subprocess.CompletedProcess[str]:
 
 
 def _lens(args: str) -> str:
-    return f"{sys.executable} -m lensllm_tui.cli run --no-ui {args}"
+    return f"{sys.executable} -m lensllm_tui run --no-ui {args}"
 
 
 def test_read_only_file_system_new_run_and_resume(tmp_path: Path) -> None:
