@@ -10,9 +10,13 @@ after every point, so the next point of the same model skips the load.
 and benchmarks/fault drills: a comma-separated list of ``oom=MODEL@SIZE``
 (raise ``torch.cuda.OutOfMemoryError`` at the first progress report, as a real
 CUDA allocator failure would mid-step), ``kill=MODEL@SIZE`` (SIGKILL the
-worker process there) and ``slow=MODEL@SIZE`` (hold the point there for
-``STRAGGLER_SECONDS``, a straggler whose result comes in after later points'). The variable is read by the worker, so it reaches pool
-processes and local Ray workers through their inherited environment.
+worker process there), ``write=MODEL@SIZE`` (write a scratch file of
+``SCRATCH_BYTES`` under ``<cache>/scratch`` there, as a worker that downloads
+or caches would: on a full or read-only disk the kernel's ENOSPC or EROFS is
+what the job meets) and ``slow=MODEL@SIZE`` (hold the point there for
+``STRAGGLER_SECONDS``: a straggler, whose result comes in after later points').
+The variable is read by the worker, so it reaches pool processes and local Ray
+workers through their inherited environment.
 """
 
 from __future__ import annotations
@@ -24,12 +28,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import Cancelled, OutOfMemory, PointError, one_line
+from core.errors import Cancelled, OutOfMemory, PointError, one_line, os_error_line, unwritable
 from core.run.executors.jobs import JobDone, JobFailed, JobProgress, PointJob, ProbeResult
 
 FAULTS_ENV = "LENSLLM_TUI_FAULTS"
 """Environment variable naming the faults a worker injects (see the module docstring)."""
-FAULTS = ("oom", "kill", "slow")
+FAULTS = ("oom", "kill", "write", "slow")
 STRAGGLER_SECONDS = 3.0
 """How long a ``slow`` fault holds its point at the first progress report."""
 
@@ -45,6 +49,28 @@ def parse_faults(text: str) -> dict[tuple[str, int], str]:
         if action in FAULTS and model and size.lstrip("-").isdigit():
             out[(model, int(size))] = action
     return out
+
+
+SCRATCH_BYTES = 4 << 20
+"""What a ``write`` fault writes: more than a small test file system holds."""
+
+
+def write_scratch() -> None:
+    """Write (and remove) ``SCRATCH_BYTES`` under ``<cache>/scratch``; the OS's error if it cannot."""
+    from core.paths import cache_root
+
+    folder = cache_root() / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"fault-{os.getpid()}.bin"
+    try:
+        with path.open("wb") as fh:
+            fh.write(os.urandom(SCRATCH_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:  # name the file, as a library's own write error would
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def cuda_memory(device: Any) -> tuple[int | None, int | None]:
@@ -120,6 +146,8 @@ class JobRunner:
         except Exception as exc:  # the job's own failure: reported, the worker goes on
             if cancel.is_set():
                 return JobFailed(job.id, self.worker, "cancelled", "cancelled")
+            if (full := unwritable(exc)) is not None:  # the machine's problem, not the model's
+                return JobFailed(job.id, self.worker, os_error_line(full), "disk")
             return JobFailed(job.id, self.worker, one_line(exc), "error")
 
     def _model(self, job: PointJob) -> Any:
@@ -151,6 +179,8 @@ class JobRunner:
                 cancel.wait(STRAGGLER_SECONDS)
             if fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "write":
+                write_scratch()
             if fault == "oom":
                 import torch
 
@@ -187,7 +217,11 @@ class JobRunner:
         # Under LoRA the kernel is over the adapters, the parameters training moves.
         with as_trained(model, job.spec, job.train) as trained:
             res = probe_ntk(
-                trained, batch, projection_dim=job.ntk.projection_dim or "auto", seed=job.ntk.seed
+                trained,
+                batch,
+                projection_dim=job.ntk.projection_dim or "auto",
+                seed=job.ntk.seed,
+                max_cost_examples=job.probe_cost_examples,
             )
         return ProbeResult(
             spectrum=res.spectrum,
