@@ -89,6 +89,7 @@ def test_pool_run_gives_the_local_losses(
     assert events[-1].ranking[0].model == reference[-1].ranking[0].model  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # test_executors.py's Ray node-loss test checks the losses by default
 def test_ray_run_on_fake_gpus_gives_the_local_losses(
     reference: list[object], tmp_path: Path, no_faults: None
 ) -> None:
