@@ -1,22 +1,29 @@
-"""Executors against the in-process path: whole-run wall time, and per-point overhead.
+"""Executors against the in-process path: start-up, per-point overhead, whole-run speed-up.
 
-Two measurements, each against a baseline taken in the same invocation (the
-machine may be shared, so compare ratios and medians, not absolute seconds):
+Everything is measured in ONE invocation, each figure against a baseline taken
+in the same invocation (the machine may be shared: compare the ratios and
+medians, not absolute seconds):
 
-1. ``runs``: the default run (the tiny zoo on the default ladder, fresh
-   output directories, zoo already built) with ``--executor local`` and then
-   ``pool`` and ``ray`` at ``--workers`` workers of one torch thread each.
-   Prints wall seconds and the speed-up over local (target: pool >= 1.6x at 2
-   workers on a 2-core machine).
-2. ``overhead``: one point of about ``--point-seconds`` seconds trained in
-   process (train_point on a model already loaded) against the same point as a
-   job through each executor with one worker holding the same model (a warm-up
-   job first, so neither side pays the load). Prints the median extra seconds
-   and the overhead as a percentage (target: under 10% for a 5 s point).
+1. ``start-up``: how long each backend takes until its workers are ready
+   (spawn and imports; for ray also starting a local instance). It is paid once
+   per run, not per point, and is part of the run times below.
+2. ``overhead``: one point of about ``--point-seconds`` seconds (tiny:gpt2-l,
+   the model already loaded) trained in process by ``train_point``, against the
+   same point as a job through each executor with one worker of the same torch
+   thread count that already holds the model (a first job loads it). In-process
+   points and jobs alternate ``--repeats`` times; prints both medians and the
+   overhead of the job (target: under 10% for a 5 s point).
+3. ``runs``: the default run (the tiny zoo on the default ladder with its NTK
+   probes, fresh output directories, the zoo built beforehand) with ``local``
+   (torch's default threads) and then ``pool`` and ``ray`` at ``--workers``
+   workers of one torch thread each. Prints wall seconds, the speed-up over
+   local (target: at least 1.6x at 2 workers on a 2-core machine), how busy the
+   workers were (training seconds over wall x workers) and checks that every
+   point's loss agrees with local to 1e-5.
 
-    python benchmarks/bench_executors.py                 # both, 2 workers
-    python benchmarks/bench_executors.py runs --workers 2 --backends pool ray
-    python benchmarks/bench_executors.py overhead --repeats 5
+    python benchmarks/bench_executors.py            # all three, about 6-8 minutes on 2 cores
+    python benchmarks/bench_executors.py --quick    # a smaller run and point, for development
+    python benchmarks/bench_executors.py runs --backends pool
 
 Ray is skipped with a note when it is not installed (pip install -e '.[ray]').
 """
@@ -30,63 +37,42 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from core.config import ExecutorConfig, RunConfig
-from core.run.executors import JobDone, JobFailed, PointJob, make_executor
+from core.events import PointFinished, RunFinished
+from core.run.executors import Executor, JobDone, JobFailed, PointJob, make_executor
 from core.run.runner import run_events
 from core.training.data import load_task
 from core.training.models import load_model, resolve_model
 from core.training.point import train_point
 
-
-def _ray_ready(workers: int, threads: int) -> bool:
-    if importlib.util.find_spec("ray") is None:
-        print("ray: not installed (pip install -e '.[ray]'): skipped")
-        return False
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
-    return True
+POINT_MODEL = "tiny:gpt2-l"
 
 
-def one_run(backend: str, workers: int, out: Path) -> float:
-    """Wall seconds of the default run on ``backend`` (workers of one thread each)."""
-    cfg = RunConfig(
-        out_dir=str(out), executor=ExecutorConfig(backend=backend, workers=workers, threads=1)
-    )
-    if backend == "local":
-        cfg = RunConfig(out_dir=str(out))
+def ray_missing(backend: str) -> bool:
+    if backend == "ray" and importlib.util.find_spec("ray") is None:
+        print("  ray: not installed (pip install -e '.[ray]'): skipped")
+        return True
+    return False
+
+
+def ready_executor(backend: str, workers: int, threads: int, task: Any) -> tuple[Executor, float]:
+    """An executor whose workers are all up, and the seconds that took."""
     start = time.perf_counter()
-    events = list(run_events(cfg))
-    seconds = time.perf_counter() - start
-    last = events[-1]
-    failed = getattr(last, "failed", ())
-    assert type(last).__name__ == "RunFinished" and not failed, last
-    return seconds
+    ecfg = ExecutorConfig(backend=backend, workers=workers, threads=threads)
+    ex = make_executor(ecfg, task, "cpu")
+    while not all(s.ready for s in ex.slots):
+        ex.poll(0.02)
+    return ex, time.perf_counter() - start
 
 
-def bench_runs(workers: int, backends: list[str]) -> None:
-    for name in RunConfig().models:
-        resolve_model(name)  # build the zoo outside the timings
-    root = Path(tempfile.mkdtemp(prefix="bench-executors-"))
-    base = one_run("local", 1, root / "local")
-    print(f"default run, local (in-process, torch default threads): {base:7.1f}s")
-    for backend in backends:
-        if backend == "ray" and not _ray_ready(workers, 1):
-            continue
-        seconds = one_run(backend, workers, root / backend)
-        print(
-            f"default run, {backend} x{workers} (1 thread each):"
-            f" {seconds:7.1f}s  speed-up {base / seconds:.2f}x"
-        )
-
-
-def _job_seconds(ex: object, job: PointJob) -> float:
+def job_seconds(ex: Executor, job: PointJob) -> float:
+    """Driver-side wall time of one job: submit, train on the worker, result back."""
     start = time.perf_counter()
-    ex.submit(job)  # type: ignore[attr-defined]
+    ex.submit(job)
     while True:
-        for u in ex.poll(0.01):  # type: ignore[attr-defined]
+        for u in ex.poll(0.005):
             if isinstance(u, JobDone):
                 return time.perf_counter() - start
             if isinstance(u, JobFailed):
@@ -94,51 +80,114 @@ def _job_seconds(ex: object, job: PointJob) -> float:
 
 
 def bench_overhead(point_seconds: float, repeats: int, backends: list[str]) -> None:
-    cfg = RunConfig()
-    task = load_task(cfg.data)
-    spec = resolve_model("tiny:gpt2-l")
-    pair = load_model(spec, "cpu")
-    size = 400
-    train_point(spec, task, size, cfg.train, cfg.data, device="cpu", model_and_tokenizer=pair)
-    first = _inproc(spec, task, size, cfg, pair)
-    size = max(50, int(size * point_seconds / first))  # about point_seconds per point
-    inproc = [_inproc(spec, task, size, cfg, pair) for _ in range(repeats)]
-    base = statistics.median(inproc)
-    print(f"one point (tiny:gpt2-l, size {size}) in process: median {base:.2f}s of {repeats}")
     import torch
 
+    cfg = RunConfig()
+    task = load_task(cfg.data)
+    spec = resolve_model(POINT_MODEL)
+    pair = load_model(spec, "cpu")
     threads = torch.get_num_threads()
+
+    def inproc(size: int) -> float:
+        """train_point called directly, from a fresh thread as the local executor calls it.
+
+        Not from the main thread: there, on a shared machine, torch's OpenMP team
+        spin-waits for descheduled threads and the same point took 10-20x longer
+        (13-24 s against 1-2 s on a 2-core machine at load 12), which would make
+        every executor look faster than in process.
+        """
+        took: list[float] = []
+
+        def work() -> None:
+            start = time.perf_counter()
+            train_point(
+                spec,
+                task,
+                size,
+                cfg.train,
+                cfg.data,
+                device="cpu",
+                model_and_tokenizer=pair,
+                cancel=threading.Event(),
+            )
+            took.append(time.perf_counter() - start)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        return took[0]
+
+    inproc(200)  # warm-up: tokenisation of the task, first-call costs
+    size = max(50, round(400 * point_seconds / inproc(400)))
+    print(
+        f"per-point overhead: {POINT_MODEL} at size {size} (about {point_seconds:g} s),"
+        f" {threads} torch threads, median of {repeats}"
+    )
     for backend in backends:
-        if backend == "ray" and not _ray_ready(1, threads):
+        if ray_missing(backend):
             continue
-        ecfg = ExecutorConfig(backend=backend, workers=1, threads=threads)
-        with make_executor(ecfg, task, "cpu") as ex:
-            job = PointJob(0, spec, size, cfg.train, cfg.data, task.fingerprint)
-            _job_seconds(ex, job)  # warm-up: start the worker, load the model
-            runs = [
-                _job_seconds(ex, PointJob(i + 1, spec, size, cfg.train, cfg.data, task.fingerprint))
-                for i in range(repeats)
-            ]
-        med = statistics.median(runs)
+        ex, up = ready_executor(backend, 1, threads, task)
+        with ex:
+
+            def job(i: int) -> PointJob:
+                return PointJob(i, spec, size, cfg.train, cfg.data, task.fingerprint)
+
+            first = job_seconds(ex, job(0))  # loads the model into the worker
+            own, through = [], []
+            for i in range(repeats):
+                own.append(inproc(size))
+                through.append(job_seconds(ex, job(i + 1)))
+        base, med = statistics.median(own), statistics.median(through)
+        paired = statistics.median(t / o - 1 for t, o in zip(through, own, strict=True))
         print(
-            f"  through {backend:<5} (1 worker, {threads} threads): median {med:.2f}s,"
-            f" overhead {med - base:+.2f}s = {100 * (med - base) / base:+.1f}%"
+            f"  {backend:<5} start-up {up:5.1f}s, first job {first:5.2f}s (loads the model);"
+            f" in process {base:5.2f}s, as a job {med:5.2f}s:"
+            f" overhead {med - base:+.2f}s = {100 * (med / base - 1):+.1f}%"
+            f" (median of paired ratios {100 * paired:+.1f}%)"
         )
 
 
-def _inproc(spec: object, task: object, size: int, cfg: RunConfig, pair: object) -> float:
+def one_run(cfg: RunConfig) -> tuple[float, list[Any]]:
     start = time.perf_counter()
-    train_point(
-        spec,
-        task,
-        size,
-        cfg.train,
-        cfg.data,
-        device="cpu",  # type: ignore[arg-type]
-        model_and_tokenizer=pair,
-        cancel=threading.Event(),
-    )  # type: ignore[arg-type]
-    return time.perf_counter() - start
+    events = list(run_events(cfg))
+    seconds = time.perf_counter() - start
+    last = events[-1]
+    assert isinstance(last, RunFinished) and not last.failed, last
+    return seconds, events
+
+
+def bench_runs(workers: int, backends: list[str], quick: bool) -> None:
+    root = Path(tempfile.mkdtemp(prefix="bench-executors-"))
+    base_cfg = RunConfig(device="cpu")
+    if quick:
+        base_cfg.models, base_cfg.sizes = ["tiny:gpt2-s", "tiny:llama-s"], [200, 400]
+    for name in base_cfg.models:
+        resolve_model(name)  # build the zoo outside the timings
+    what = "a quick run" if quick else "the default run"
+    print(f"{what}: {len(base_cfg.models)} models x {[0, *base_cfg.sizes]}, NTK probes")
+    base_cfg.out_dir = str(root / "local")
+    base, ref = one_run(base_cfg)
+    want = {(e.model, e.size): e.loss for e in ref if isinstance(e, PointFinished)}
+    print(f"  local x1 (in process, torch default threads): {base:6.1f}s")
+    for backend in backends:
+        if ray_missing(backend):
+            continue
+        cfg = RunConfig(
+            models=base_cfg.models,
+            sizes=base_cfg.sizes,
+            device="cpu",
+            out_dir=str(root / backend),
+            executor=ExecutorConfig(backend=backend, workers=workers, threads=1),
+        )
+        seconds, events = one_run(cfg)
+        done = [e for e in events if isinstance(e, PointFinished)]
+        busy = sum(e.seconds for e in done) / (seconds * workers)
+        worst = max(abs(e.loss - want[(e.model, e.size)]) for e in done)
+        agree = "losses agree with local" if worst <= 1e-5 else f"LOSSES DIFFER by {worst:.1e}"
+        print(
+            f"  {backend} x{workers} (1 thread each): {seconds:6.1f}s"
+            f"  speed-up {base / seconds:.2f}x, workers busy {100 * busy:.0f}%, {agree}"
+        )
 
 
 def main() -> None:
@@ -147,12 +196,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--backends", nargs="+", default=["pool", "ray"])
     parser.add_argument("--point-seconds", type=float, default=5.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 models x 2 sizes, 2 s points")
     args = parser.parse_args()
+    if args.quick:
+        args.point_seconds, args.repeats = 2.0, min(args.repeats, 3)
+    start = time.perf_counter()
     if args.what in ("overhead", "all"):
         bench_overhead(args.point_seconds, args.repeats, ["local", *args.backends])
     if args.what in ("runs", "all"):
-        bench_runs(args.workers, args.backends)
+        bench_runs(args.workers, args.backends, args.quick)
+    print(f"(benchmark took {time.perf_counter() - start:.0f}s)")
 
 
 if __name__ == "__main__":  # spawned pool workers import this file: keep the guard

@@ -172,6 +172,25 @@ def test_a_worker_killing_itself_mid_point_is_retried_until_the_limit(
     assert failed.cause == "lost" and "SIGKILL" in failed.reason
 
 
+def test_a_pool_worker_killed_while_it_starts_fails_the_queued_job_with_the_reason(
+    task: TaskData, specs: list[ModelSpec], no_faults: None
+) -> None:
+    """The worker dies before it has the task (still importing torch): nothing blocks.
+
+    The constructor returns at once (the task goes down the pipe from a thread, not
+    in the spawn arguments), the driver sees the death through the sentinel, and a
+    worker that never came up is not respawned: the job fails with the reason.
+    """
+    start = time.monotonic()
+    with PoolExecutor(task, 1, threads=1) as ex:
+        assert time.monotonic() - start < 2.0, "spawning does not wait for the child"
+        os.kill(ex.slots[0].process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        ex.submit(PointJob(1, specs[0], 16, TRAIN, DATA, task.fingerprint))
+        (failed,) = [u for u in drain(ex, 1, limit=60) if isinstance(u, JobFailed)]
+    assert failed.cause == "error" and failed.reason.startswith("no worker left: worker w0")
+    assert "killed by SIGKILL" in failed.reason
+
+
 def test_out_of_memory_halves_the_micro_batch_and_records_it(
     task: TaskData,
     specs: list[ModelSpec],

@@ -6,6 +6,12 @@ clean interpreter pinned to its GPU (CUDA_VISIBLE_DEVICES) or, on CPU, to its ow
 torch thread count. A worker lives for the whole run and keeps the task and its
 last model loaded between points.
 
+The task (the examples, hundreds of kB pickled once) goes to each worker down
+its command pipe, from a thread, not in the spawn arguments: a spawn blocks
+until the child has read its arguments, which a child does only after importing
+torch, so workers would start one after the other, and a child that died
+before reading them would block the driver for good.
+
 Every worker has its own pair of pipes and the driver waits on them together
 with the processes' sentinels (multiprocessing.connection.wait). Nothing is
 shared between workers, so a worker killed mid-write (SIGKILL, the kernel's OOM
@@ -19,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing as mp
+import pickle
 import signal
+import threading
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -39,6 +47,8 @@ class _Worker(Slot):
     commands: Connection | None = None
     events: Connection | None = None
     pid: int | None = None
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    """Held while a message goes down ``commands`` (the task's sender thread, the driver)."""
 
 
 class PoolExecutor(Executor):
@@ -57,7 +67,7 @@ class PoolExecutor(Executor):
     ) -> None:
         super().__init__(retries)
         self._ctx = mp.get_context("spawn")
-        self._task = portable_task(task)
+        self._task = pickle.dumps(("task", portable_task(task)), pickle.HIGHEST_PROTOCOL)
         self._threads = threads
         self._count = 0
         gpus = list(gpus or [])
@@ -71,7 +81,7 @@ class PoolExecutor(Executor):
         evt_read, evt_write = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=pool_worker.main,
-            args=(name, gpu, self._threads, self._task, cmd_read, evt_write),
+            args=(name, gpu, self._threads, cmd_read, evt_write),
             name=f"lensllm-tui {name}",
             daemon=True,
         )
@@ -79,25 +89,36 @@ class PoolExecutor(Executor):
         cmd_read.close()  # the child's ends: closing ours lets EOF reach each side
         evt_write.close()
         device = f"cuda:{gpu}" if gpu is not None else "cpu"
-        return _Worker(
+        w = _Worker(
             name, device, ready=False, gpu=gpu, process=process, commands=cmd_write, events=evt_read
         )
+        task = threading.Thread(target=self._send, args=(w, self._task), name=f"{name} task")
+        task.daemon = True
+        task.start()
+        return w
+
+    @staticmethod
+    def _send(w: _Worker, message: object) -> None:
+        """One message down the worker's command pipe (bytes: already pickled)."""
+        with w.lock, contextlib.suppress(OSError):  # if it died, its sentinel says so
+            assert w.commands is not None
+            if isinstance(message, bytes):
+                w.commands.send_bytes(message)
+            else:
+                w.commands.send(message)
 
     def _start(self, slot: Slot, job: PointJob) -> None:
-        assert isinstance(slot, _Worker) and slot.commands is not None
-        with contextlib.suppress(OSError):  # if it died, its sentinel reports the job lost
-            slot.commands.send(("run", job))
+        assert isinstance(slot, _Worker)
+        self._send(slot, ("run", job))  # if it died, its sentinel reports the job lost
 
     def _stop(self, slot: Slot, job: PointJob) -> None:
-        assert isinstance(slot, _Worker) and slot.commands is not None
-        with contextlib.suppress(OSError):
-            slot.commands.send(("cancel", job.id))
+        assert isinstance(slot, _Worker)
+        self._send(slot, ("cancel", job.id))
 
     def _pause(self, paused: bool) -> None:
         for w in self.slots:
-            if isinstance(w, _Worker) and w.alive and w.commands is not None:
-                with contextlib.suppress(OSError):
-                    w.commands.send(("pause", paused))
+            if isinstance(w, _Worker) and w.alive:
+                self._send(w, ("pause", paused))
 
     def _collect(self, timeout: float) -> list[JobProgress | JobDone | JobFailed]:
         self._replace_dead()
@@ -150,9 +171,8 @@ class PoolExecutor(Executor):
     def _shutdown(self) -> None:
         workers = [w for w in self.slots if isinstance(w, _Worker)]
         for w in workers:
-            if w.alive and w.commands is not None:
-                with contextlib.suppress(OSError):
-                    w.commands.send(("stop", None))
+            if w.alive:
+                self._send(w, ("stop", None))
         for w in workers:
             w.process.join(STOP_SECONDS)
             if w.process.is_alive():
@@ -163,6 +183,7 @@ class PoolExecutor(Executor):
 
     @staticmethod
     def _close_pipes(w: _Worker) -> None:
-        for conn in (w.commands, w.events):
-            if conn is not None:
-                conn.close()
+        with w.lock:  # not under a send: its descriptor could be reused by the next pipe
+            for conn in (w.commands, w.events):
+                if conn is not None:
+                    conn.close()

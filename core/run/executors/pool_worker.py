@@ -6,7 +6,8 @@ so the process sees exactly one GPU as ``cuda:0``, and it ignores SIGINT, since
 Ctrl-C in a terminal reaches the whole process group and cancelling is the
 driver's decision, sent as a message.
 
-Two one-way pipes connect it to the driver. A listener thread reads commands
+Two one-way pipes connect it to the driver. The first command is the task
+(``("task", TaskData)``), sent once the worker is up; then a listener thread reads commands
 (``run``, ``cancel``, ``pause``, ``stop``); the main thread trains and is the only sender,
 so progress, results and failures go out in order. When the driver's end
 closes (the driver exited or was killed), the listener ends the process: there
@@ -20,7 +21,6 @@ import queue
 import signal
 import threading
 from multiprocessing.connection import Connection
-from typing import Any
 
 from core.run.executors.jobs import PointJob
 
@@ -29,7 +29,6 @@ def main(
     name: str,
     gpu: str | None,
     threads: int,
-    task: Any,
     commands: Connection,
     events: Connection,
 ) -> None:
@@ -42,6 +41,11 @@ def main(
     from core.run.executors.execute import JobRunner
 
     torch.set_num_threads(threads)
+    try:
+        kind, task = commands.recv()
+    except (EOFError, OSError):
+        return  # the driver is gone before this worker could start
+    assert kind == "task", kind
     runner = JobRunner(task, name, "cuda" if gpu is not None else "cpu")
     jobs: queue.Queue[PointJob | None] = queue.Queue()
     cancel = threading.Event()
