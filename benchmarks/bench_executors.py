@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,14 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ExecutorConfig, RunConfig
-from core.events import PointFinished, RunFinished
 from core.run.executors import Executor, JobDone, JobFailed, PointJob, make_executor
-from core.run.runner import run_events
 from core.training.data import load_task
 from core.training.models import load_model, resolve_model
 from core.training.point import train_point
 
 POINT_MODEL = "tiny:gpt2-l"
+QUICK_MODELS = ["tiny:gpt2-s", "tiny:llama-s"]
+QUICK_SIZES = [200, 400]
 
 
 def ray_missing(backend: str) -> bool:
@@ -147,42 +150,44 @@ def bench_overhead(point_seconds: float, repeats: int, backends: list[str]) -> N
         )
 
 
-def one_run(cfg: RunConfig) -> tuple[float, list[Any]]:
+def one_run(out: Path, quick: bool, *executor: str) -> tuple[float, dict[tuple[str, int], Any]]:
+    """Wall seconds of ``lensllm-tui run --no-ui`` as a user types it, and its points.
+
+    A fresh process each time, so every backend pays its imports as a user's run
+    does (the local run once, in the driver; pool and ray also in each worker).
+    """
+    cmd = [sys.executable, "-m", "lensllm_tui", "run", "--no-ui", "--device", "cpu"]
+    if quick:
+        cmd += ["--models", ",".join(QUICK_MODELS), "--sizes", ",".join(map(str, QUICK_SIZES))]
+    cmd += ["--out", str(out), *executor]
     start = time.perf_counter()
-    events = list(run_events(cfg))
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
-    last = events[-1]
-    assert isinstance(last, RunFinished) and not last.failed, last
-    return seconds, events
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-2000:]}")
+    results = json.loads((out / "results.json").read_text())
+    points = {(m["model"], p["size"]): p for m in results["models"] for p in m["points"]}
+    return seconds, points
 
 
 def bench_runs(workers: int, backends: list[str], quick: bool) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-executors-"))
-    base_cfg = RunConfig(device="cpu")
-    if quick:
-        base_cfg.models, base_cfg.sizes = ["tiny:gpt2-s", "tiny:llama-s"], [200, 400]
-    for name in base_cfg.models:
+    models = QUICK_MODELS if quick else RunConfig().models
+    sizes = QUICK_SIZES if quick else RunConfig().sizes
+    for name in models:
         resolve_model(name)  # build the zoo outside the timings
     what = "a quick run" if quick else "the default run"
-    print(f"{what}: {len(base_cfg.models)} models x {[0, *base_cfg.sizes]}, NTK probes")
-    base_cfg.out_dir = str(root / "local")
-    base, ref = one_run(base_cfg)
-    want = {(e.model, e.size): e.loss for e in ref if isinstance(e, PointFinished)}
+    print(f"{what}: {len(models)} models x {[0, *sizes]} with NTK probes, `lensllm-tui run`")
+    base, want = one_run(root / "local", quick, "--executor", "local")
     print(f"  local x1 (in process, torch default threads): {base:6.1f}s")
     for backend in backends:
         if ray_missing(backend):
             continue
-        cfg = RunConfig(
-            models=base_cfg.models,
-            sizes=base_cfg.sizes,
-            device="cpu",
-            out_dir=str(root / backend),
-            executor=ExecutorConfig(backend=backend, workers=workers, threads=1),
-        )
-        seconds, events = one_run(cfg)
-        done = [e for e in events if isinstance(e, PointFinished)]
-        busy = sum(e.seconds for e in done) / (seconds * workers)
-        worst = max(abs(e.loss - want[(e.model, e.size)]) for e in done)
+        flags = ("--executor", backend, "--workers", str(workers), "--threads", "1")
+        seconds, got = one_run(root / backend, quick, *flags)
+        assert set(got) == set(want), f"{backend}: points {sorted(set(want) ^ set(got))}"
+        busy = sum(p["seconds"] for p in got.values()) / (seconds * workers)
+        worst = max(abs(p["loss"] - want[k]["loss"]) for k, p in got.items())
         agree = "losses agree with local" if worst <= 1e-5 else f"LOSSES DIFFER by {worst:.1e}"
         print(
             f"  {backend} x{workers} (1 thread each): {seconds:6.1f}s"
