@@ -167,3 +167,13 @@ def test_a_worker_meeting_a_full_or_read_only_disk_stops_the_run_with_exit_2(
     code, again = finish(cli("run", "--no-ui", "--config", str(cfg), env={FAULTS_ENV: ""}))
     assert code == 0, again
     assert "2 reused" in again, again
+
+
+def test_a_json_lines_row_that_is_not_an_object_names_its_line(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "fine"}\n\n[1, 2]\n{"text": "later"}\n')
+    line = one_error_line(*run("--models", MODEL, "--dataset", str(data), "--out", str(tmp_path)))
+    assert f"{data}:3: a JSON list, not an object" in line, line
+    data.write_text('{"text": "fine"}\n{"text": oops}\n')
+    line = one_error_line(*run("--models", MODEL, "--dataset", str(data), "--out", str(tmp_path)))
+    assert f"{data}:2: not JSON (" in line, line
