@@ -139,11 +139,14 @@ def _first_bad_line(path: Path, *, json_lines: bool) -> str | None:
             try:
                 row = json.loads(line)
             except ValueError as err:
-                return f"{path}:{number}: not JSON ({one_line(err)}); JSON lines hold one object a line"
+                return (
+                    f"{path}:{number}: cannot read as JSON lines: not JSON ({one_line(err)});"
+                    " one object a line"
+                )
             if not isinstance(row, dict):
                 return (
-                    f"{path}:{number}: a JSON {type(row).__name__}, not an object;"
-                    " JSON lines hold one object a line"
+                    f"{path}:{number}: cannot read as JSON lines: a JSON {type(row).__name__},"
+                    " not an object; one object a line"
                 )
     return None
 
