@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from core.bench import Table, run_bench
 from core.science.curves import Curve
-from core.science.flagship import LEVEL, NO_BACKTEST, backtest, log_points, predict_lensllm
+from core.science.flagship import (
+    LEVEL,
+    NO_BACKTEST,
+    Backtest,
+    backtest,
+    effective_sd,
+    log_points,
+    predict_lensllm,
+)
 from core.science.selectors import select
 
 BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
@@ -219,12 +227,58 @@ def test_backtest_trusts_the_extrapolation_on_clean_power_laws() -> None:
         curves, _ = law_table(seed, m=8, sigma=0.002)
         bt = backtest([log_points(c) for c in curves])
         assert bt.weight > 0.8  # a law flattening towards E: a little below 1, no fallback
+        assert not bt.ranks_by_last and bt.relative > 0.6 and bt.common == bt.weight
+        preds = predict_lensllm(curves, SIZES[-1], TARGET)
+        assert not any(p.reason for p in preds)  # ranked by the forecast, no fallback
     d = np.asarray(SIZES, dtype=float)
     straight = [
         Curve(f"m{k}", SIZES, tuple(float(v) for v in 3.0 * (d / 200) ** -slope))
         for k, slope in enumerate((0.05, 0.10, 0.15))
     ]
     assert backtest([log_points(c) for c in straight]).weight == pytest.approx(1.0, abs=1e-6)
+
+
+def parallel_noisy_table(seed: int, m: int = 10) -> list[Curve]:
+    """Curves falling along one shared power law at distinct levels, with 3% noise: the
+    drop is real and shared, each curve's own last slope is noise."""
+    rng = np.random.default_rng(seed)
+    sizes = tuple(16 * 2**k for k in range(9))
+    d = np.asarray(sizes, dtype=float)
+    out = []
+    for i in range(m):
+        y = (0.1 + 0.01 * i) * (d / 16) ** -0.15 * np.exp(rng.normal(0.0, 0.03, d.size))
+        out.append(Curve(f"p{i}", sizes, tuple(float(v) for v in y)))
+    return out
+
+
+def test_the_ranking_falls_back_to_the_last_loss_where_own_slopes_are_noise() -> None:
+    by_last, relative = [], []
+    for seed in range(8):
+        curves = parallel_noisy_table(seed)
+        bt = backtest([log_points(c) for c in curves])
+        assert bt.weight > 0.8  # the shared drop is real: the predicted loss keeps it
+        by_last.append(bt.ranks_by_last)
+        relative.append(bt.relative)
+        preds = predict_lensllm(curves, curves[0].sizes[-1], 16 * 2**12)
+        last = np.array([c.losses[-1] for c in curves])
+        scores = np.array([p.score for p in preds])
+        if bt.ranks_by_last:
+            assert np.allclose(scores, last) and all("last loss" in p.reason for p in preds)
+            assert all(p.predicted < v for p, v in zip(preds, last, strict=True))
+    assert sum(by_last) >= 5 and np.mean(relative) < 0.4
+
+
+def test_kept_drop_and_effective_sd_by_hand() -> None:
+    bt = Backtest(0.5, 1.0, 10, False, common=0.5, relative=0.25)
+    # mean drop -0.2: keep half of it and a quarter of each departure from it
+    assert np.allclose(bt.kept(np.array([-0.3, -0.1, -0.2])), [-0.125, -0.075, -0.1])
+    sd, drop, kept = np.array([0.2, 0.1]), np.array([-0.3, -0.05]), np.array([-0.15, -0.05])
+    # sqrt((0.5 x 0.2)^2 + 0.15^2) = 0.18028; sqrt(0.05^2 + 0) = 0.05
+    assert np.allclose(effective_sd(sd, drop, kept, 0.5), [math.sqrt(0.0325), 0.05])
+    # never above the forecast's own sd; measurement noise adds in quadrature
+    assert np.allclose(effective_sd(sd, 10 * drop, kept, 1.0), sd)
+    assert np.allclose(effective_sd(sd, drop, drop, 0.0, 0.03), [0.03, 0.03])
+    assert NO_BACKTEST.kept(np.array([-0.3, -0.1])).tolist() == [-0.3, -0.1]
 
 
 def test_backtest_needs_enough_curves_and_points() -> None:
@@ -242,3 +296,8 @@ def test_backtest_never_raises_on_arbitrary_positive_curves(curves: list[Curve])
     bt = backtest(rows)
     assert 0.0 <= bt.weight <= 1.0
     assert math.isfinite(bt.quantile) and bt.quantile >= 0
+    assert 0.0 <= bt.relative <= bt.common <= 1.0
+    assert not bt.ranks_by_last or bt.weight > 0
+    if rows:
+        drop = np.linspace(-1.0, 0.0, len(rows))
+        assert np.all(np.isfinite(bt.kept(drop)))
