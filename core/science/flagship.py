@@ -46,11 +46,8 @@ What the selector has to get right, measured on the published curves
    target. From the longest cut of / 8, / 4, / 2: the share of the forecast drop
    to keep (``Backtest.weight``, in [0, 1]) is the least-squares fit of the
    measured drops on the forecast ones, so 0 falls back to the last loss and 1
-   trusts the forecast; the share of each curve's departure from the
-   candidates' mean drop (``Backtest.relative``) is fitted the same way on the
-   centred drops, which shrinks the departures (one curve's last points each)
-   towards the shared drop in the predicted loss. Ranking and the predicted
-   loss are separate questions: where the last losses ranked the cut curves
+   trusts the forecast. Ranking and the predicted loss are separate
+   questions: where the last losses ranked the cut curves
    better than the weighted forecast (PearCorr + RelAcc over those cuts) the
    ranking score is the last loss (``Backtest.ranks_by_last``) while the
    predicted loss stays the forecast. The interval half-width is the
@@ -74,7 +71,6 @@ acceleration comes from that fit; otherwise ``fit`` is the law's grid MAP.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -468,16 +464,15 @@ class Backtest:
 
     Each curve is cut at its last size / k (k from ``REHEARSALS``) and forecast to its
     last point, as the real prediction forecasts it from its last point to the target.
-    Ranking and the predicted loss are two questions, and the backtest answers each:
-    the ranking score keeps ``weight`` of each forecast drop (or none, where the last
-    loss ranked better), the predicted loss keeps ``common`` of the drop the candidates
-    share and ``relative`` of how each one's drop departs from it.
+    Ranking and the predicted loss are two questions: both keep ``weight`` of each
+    forecast drop, unless the last loss ranked the cut curves better, when the ranking
+    score is the last loss and the predicted loss stays the weighted forecast.
     """
 
     weight: float
-    """Share of the forecast drop (beyond the last measured loss) the ranking score keeps,
-    in [0, 1]: least squares of the measured drops on the forecast ones. 0 ranks by the
-    last loss (noisy, flat curves, where extrapolating misleads), 1 trusts the
+    """Share of the forecast drop (beyond the last measured loss) to keep, in [0, 1]:
+    least squares of the measured drops on the forecast ones. 0 falls back to the last
+    loss (noisy, flat curves, where extrapolating misleads), 1 trusts the
     extrapolation in full (clean power laws)."""
     quantile: float
     """Half-width of the ``LEVEL`` interval in units of ``spread``: the split-conformal
@@ -487,25 +482,6 @@ class Backtest:
     ranks_by_last: bool = False
     """True when the backtest ranked the curves better by their last losses than by the
     weighted forecast: the ranking score is then the last loss."""
-    common: float = 1.0
-    """Share of the candidates' mean forecast drop the predicted loss keeps, in [0, 1]:
-    ``weight`` (a share fitted to the means alone, one pair per cut, was measured to
-    follow the noise of flat curves)."""
-    relative: float = 1.0
-    """Share of each curve's departure from that mean the predicted loss keeps, in
-    [0, ``common``]: least squares of the centred measured drops on the centred forecast
-    ones.
-    The departures are what the forecast knows least (each rests on one curve's last
-    points), so they are shrunk towards the shared drop as far as the backtest says:
-    median rmse_log on the LLM tables 0.062 instead of 0.065, mean interval score on
-    the learner tables 0.478 instead of 0.614 (LLM 0.584 instead of 0.565), with the
-    ranking score untouched."""
-
-    def kept(self, drop: np.ndarray) -> np.ndarray:
-        """The part of each forecast drop (one per candidate) the predicted loss keeps."""
-        drop = np.asarray(drop, dtype=float)
-        mean = float(drop.mean()) if drop.size else 0.0
-        return self.common * mean + self.relative * (drop - mean)
 
 
 NO_BACKTEST = Backtest(1.0, _Z, 0)
@@ -521,12 +497,11 @@ REHEARSALS = (64, 32, 16, 8, 4, 2)
 """Cut ratios whose backtest errors calibrate the intervals: every one the curves
 allow, since the longer ones come closest to the real horizons (8x to 512x) and the
 shorter ones make the quantile an estimate rather than the largest error seen. The
-weights and the ranking check use ``LOOKBACK`` only. Measured on all shared tables
+weight and the ranking check use ``LOOKBACK`` only. Measured on all shared tables
 (90% intervals; pooled coverage, tables outside 80-98%, mean interval score on the
-LLM / learner tables): cuts 8, 4, 2 -> 90.5%, 14, 0.601 / 0.701; all these -> 91.3%,
-19, 0.584 / 0.478. The count of tables outside moves between 14 and 19 with any such
-choice (16 ... 2: 18; 8, 4: 16, with one learner cell's interval exploding), so at
-50 tables it is noise; the score is not."""
+LLM / learner tables): cuts 8, 4, 2 -> 90.7%, 16, 0.605 / 2.181; all these -> 91.4%,
+18, 0.565 / 0.614. The count of tables outside moves by a few with any such choice,
+so at 50 tables it is mostly noise; the score is not."""
 
 
 def spread(sd: np.ndarray, horizon: np.ndarray) -> np.ndarray:
@@ -544,29 +519,25 @@ def spread(sd: np.ndarray, horizon: np.ndarray) -> np.ndarray:
 
 
 def effective_sd(
-    sd: np.ndarray,
-    drop: np.ndarray,
-    kept: np.ndarray,
-    weight: float,
-    noise: np.ndarray | float = 0.0,
+    sd: np.ndarray, drop: np.ndarray, weight: float, noise: np.ndarray | float = 0.0
 ) -> np.ndarray:
-    """Error scale of the prediction last + kept, per curve (``kept`` of the forecast ``drop``).
+    """Error scale of the prediction last + weight x drop, per curve.
 
     The forecast's standard deviation describes the forecast; the prediction keeps
-    ``weight`` of it and leaves out drop - kept, which is then an error of about that
-    size, on top of the measurement ``noise`` of the point it is checked against:
-    sqrt((weight sd)^2 + (drop - kept)^2 + noise^2). That is the forecast's sd when
-    all is kept and about the size of the forecast drop when none is (a last-loss
-    prediction misses by as much as the curve still falls, not by how uncertain an
-    extrapolation it no longer makes is). Never above the forecast's sd: a drop the
-    backtest did not trust (a steep last wiggle forecast to fall by decades) is known
-    no better than that. Measured against the forecast's sd (all shared tables, 90%):
-    pooled coverage 91.3% vs 91.7%, mean interval score LLM 0.584 vs 0.584, learners
-    0.478 vs 0.521; without the noise term or the cap some learner intervals span
-    thousands of decades (a curve forecast flat, kept flat, has no error scale)."""
+    only ``weight`` of it and leaves out (1 - weight) of the drop, which is then an
+    error of about that size, on top of the measurement ``noise`` of the point it is
+    checked against: sqrt((weight sd)^2 + ((1 - weight) drop)^2 + noise^2). That is
+    the forecast's sd at weight 1 and about the size of the forecast drop at 0 (a
+    last-loss prediction misses by as much as the curve still falls, not by how
+    uncertain an extrapolation it no longer makes is). Never above the forecast's sd:
+    a drop the backtest did not trust (a steep last wiggle forecast to fall by
+    decades) is known no better than that. Measured against the forecast's sd (all
+    shared tables, 90%): pooled coverage 91.4% vs 91.8%, mean interval score LLM
+    0.565 vs 0.565, learners 0.614 vs 0.673; without the noise term or the cap some
+    learner intervals span thousands of decades (a curve forecast flat and kept flat
+    has no error scale)."""
     sd = np.asarray(sd, dtype=float)
-    left = np.asarray(drop, dtype=float) - np.asarray(kept, dtype=float)
-    own = np.sqrt((weight * sd) ** 2 + left**2 + np.square(noise))
+    own = np.sqrt((weight * sd) ** 2 + ((1.0 - weight) * np.asarray(drop)) ** 2 + np.square(noise))
     return np.minimum(own, sd)
 
 
@@ -646,30 +617,22 @@ def backtest(
     look = [r for r in parts if r.k in LOOKBACK]
     if not look:
         return NO_BACKTEST
-    # the weights from the longest rehearsal, the nearest to the real extrapolation
+    # the weight from the longest rehearsal, the nearest to the real extrapolation
     # (fitted on every horizon together: learners mean RelAcc 94.6 instead of 94.9)
-    d0, s0 = look[0].drop, look[0].seen
-    weight = _share(d0, s0)
-    # the shared drop is trusted as far as the whole drop is (its own share, fitted to
-    # a few means, follows the noise of flat curves); the departures at most as far
-    common = weight
-    relative = min(weight, _share(d0 - d0.mean(), s0 - s0.mean()))
+    weight = _share(look[0].drop, look[0].seen)
     # measured on the learner tables: mean RelAcc 95.4 instead of 94.9, PearCorr 70.1
     # instead of 71.2; on the LLM tables it never fires
     by_last = weight > 0 and sum(_ranking_skill(r, 0.0) for r in look) > sum(
         _ranking_skill(r, weight) for r in look
     )
-    bt = Backtest(weight, _Z, 0, by_last, common, relative)
-    miss, unit = [], []
-    for r in parts:
-        kept = bt.kept(r.drop)
-        miss.append(r.seen - kept)
-        unit.append(spread(effective_sd(r.sd, r.drop, kept, common, r.noise), r.horizon))
-    m, u = np.concatenate(miss), np.concatenate(unit)
-    z = m[u > 0] / u[u > 0]  # a curve kept flat without noise has no scale to learn from
+    miss = np.concatenate([r.seen - weight * r.drop for r in parts])
+    unit = np.concatenate(
+        [spread(effective_sd(r.sd, r.drop, weight, r.noise), r.horizon) for r in parts]
+    )
+    z = miss[unit > 0] / unit[unit > 0]  # a curve kept flat without noise has no scale
     if z.size < MIN_POOL:
         return NO_BACKTEST
-    return dataclasses.replace(bt, quantile=_conformal(z), errors=int(z.size))
+    return Backtest(weight, _conformal(z), int(z.size), by_last)
 
 
 def _share(forecast: np.ndarray, seen: np.ndarray) -> float:
@@ -721,13 +684,13 @@ def predict_lensllm(
         bt = backtest(rows, huber=huber, accelerate=accelerate) if calibrate else NO_BACKTEST
         last = np.array([y[-1] for _, y in rows])
         drop = fc.centre - last
-        kept = bt.kept(drop)
+        kept = bt.weight * drop
         if bt.errors:
-            sd = effective_sd(fc.sd, drop, kept, bt.common, fc.noise_sd)
+            sd = effective_sd(fc.sd, drop, bt.weight, fc.noise_sd)
             unit = spread(sd, u_target - np.array([u[-1] for u, _ in rows]))
         else:  # no backtest: the filter's own normal interval
             unit = fc.sd
-        score = last if bt.ranks_by_last else last + bt.weight * drop
+        score = last if bt.ranks_by_last else last + kept
         for j, i in enumerate(usable):
             forecast = (float(last[j] + kept[j]), float(bt.quantile * unit[j]), float(score[j]))
             out[i] = _predicted(curves[i], forecast, fc.laws[j], bt.ranks_by_last)
