@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import math
 import textwrap
 import tomllib
 import types
@@ -177,12 +178,19 @@ class NTKConfig:
     16,384-wide CountSketch (core/training/ntk.py), which keeps 0.1B-8B models cheap."""
     seed: int = field(default=0, metadata={"flag": "ntk-seed"})
     """Seed of the probe set and of the random projection."""
+    max_ladder_fraction: float = field(default=0.05, metadata={"flag": "ntk-max-fraction"})
+    """Most of one model's ladder compute (FLOPs) its probe may cost: the probe set is cut to
+    fit, and a ladder too short for even 2 probe examples leaves the law's F free."""
 
     def __post_init__(self) -> None:
         _check(self.probe_size >= 2, "ntk.probe_size must be at least 2")
         _check(
             self.projection_dim is None or self.projection_dim >= 1,
             "ntk.projection_dim must be at least 1",
+        )
+        _check(
+            math.isfinite(self.max_ladder_fraction) and self.max_ladder_fraction > 0,
+            "ntk.max_ladder_fraction must be positive",
         )
 
 

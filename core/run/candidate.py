@@ -38,7 +38,9 @@ def point_hparams(config: RunConfig, device_kind: str) -> dict[str, Any]:
     return {"train": train, "data": dataclasses.asdict(config.data), "device": device_kind}
 
 
-def ntk_settings(config: RunConfig, identity: str = "") -> dict[str, Any]:
+def ntk_settings(
+    config: RunConfig, identity: str = "", sizes: list[int] | None = None
+) -> dict[str, Any]:
     """What decides a model's NTK spectrum besides its name and the data fingerprint.
 
     The model's identity (config and weights) and whether the kernel is over
@@ -49,10 +51,22 @@ def ntk_settings(config: RunConfig, identity: str = "") -> dict[str, Any]:
         "probe_size": config.ntk.probe_size,
         "projection_dim": config.ntk.projection_dim or "auto",
         "seed": config.ntk.seed,
+        "probe_cost_examples": probe_cost_examples(config, sizes),
         "max_length": config.data.max_length,
         "model_identity": identity,
         "lora_r": config.train.lora_r if config.train.lora else 0,
     }
+
+
+def probe_cost_examples(config: RunConfig, sizes: list[int] | None = None) -> float:
+    """The training examples' worth of FLOPs one model's NTK probe may cost.
+
+    A share of the ladder (every size, as clipped to the data, times the epochs);
+    it is part of the spectrum's settings, so a stored spectrum is reused
+    exactly when the same cap applies again.
+    """
+    ladder = float(sum(config.sizes if sizes is None else sizes)) * config.train.epochs
+    return config.ntk.max_ladder_fraction * ladder
 
 
 def check_candidate(name: str, device: str, *, lora: bool) -> ModelSpec:
@@ -177,16 +191,23 @@ class Measurer:
         return PointJob(job_id, cand.spec, size, cfg.train, cfg.data, self.task.fingerprint)
 
     def ntk_job(self, cand: Candidate, job_id: int) -> PointJob:
-        """The job that probes ``cand``'s NTK on the probe set."""
+        """The job that probes ``cand``'s NTK on the probe set, within its share of the ladder."""
         cfg = self.config
         return PointJob(
-            job_id, cand.spec, 0, cfg.train, cfg.data, self.task.fingerprint, ntk=cfg.ntk
+            job_id,
+            cand.spec,
+            0,
+            cfg.train,
+            cfg.data,
+            self.task.fingerprint,
+            ntk=cfg.ntk,
+            probe_cost_examples=probe_cost_examples(cfg, self.ladder_sizes()),
         )
 
     def stored_spectrum(self, cand: Candidate) -> NTKComputed | None:
         """The model's NTK spectrum from the store, recorded as reused; None when absent."""
         rec = cand.rec
-        settings = ntk_settings(self.config, cand.spec.identity)
+        settings = ntk_settings(self.config, cand.spec.identity, self.ladder_sizes())
         got = self.store.get_spectrum(rec.model, self.task.fingerprint, settings)
         if got is None:
             return None
@@ -203,10 +224,13 @@ class Measurer:
         cand.rec.add_point(_point_record(stored, reused=False))
         return PointFinished(cand.rec.model, size, stored.measured, False, worker=worker)
 
+    def ladder_sizes(self) -> list[int]:
+        """The ladder as clipped to the data."""
+        return list(self.record.dataset.get("sizes") or self.config.sizes)
+
     def ladder_examples(self) -> float:
         """Training examples one model's ladder processes: every size times the epochs."""
-        sizes = self.record.dataset.get("sizes") or self.config.sizes
-        return float(sum(sizes)) * float(self.config.train.epochs)
+        return float(sum(self.ladder_sizes())) * float(self.config.train.epochs)
 
     def probed(self, cand: Candidate, result: Any, error: str | None) -> NTKComputed:
         """Store and record a probe's spectrum; a failed probe leaves the law's F free.
@@ -223,7 +247,7 @@ class Measurer:
                 rec.model, n, math.nan, (), math.nan, seconds, ok=False, reason=summary["reason"]
             )
         spectrum = result.spectrum
-        settings = ntk_settings(self.config, cand.spec.identity)
+        settings = ntk_settings(self.config, cand.spec.identity, self.ladder_sizes())
         self.store.put_spectrum(
             rec.model, self.task.fingerprint, settings, spectrum.to_dict(), summary
         )

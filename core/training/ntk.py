@@ -137,6 +137,7 @@ def probe_ntk(
     max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
     max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
     max_exact_bytes: int = DEFAULT_MAX_EXACT_BYTES,
+    max_cost_examples: float | None = None,
 ) -> NTKResult:
     """Compute the empirical NTK and the initial losses, with cost and path.
 
@@ -148,6 +149,9 @@ def probe_ntk(
     ``path`` forces ``vmap`` or ``backward``; ``auto`` tries vmap first.
     ``projection_dim`` None is the exact kernel, an int a random projection of
     that width (``projection``), ``"auto"`` the choice of :func:`auto_projection`.
+    ``max_cost_examples`` caps the probe at the FLOPs of training on that many
+    examples (the run passes its share of the ladder): the probe keeps the first
+    examples that fit, and refuses when not even two do.
     """
     if path not in PATHS:
         raise NTKError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
@@ -156,9 +160,19 @@ def probe_ntk(
     names = _select_params(model, params)
     device = next(iter(model.parameters())).device
     inputs, truncated = _prepare(model, batch, device)
-    n = int(inputs["input_ids"].shape[0])
     num_params = sum(_param(model, nm).numel() for nm in names)
     elem = _param(model, names[0]).element_size()
+    total = sum(p.numel() for p in model.parameters())
+    if max_cost_examples is not None:
+        inputs = _within_cost(
+            inputs,
+            max_cost_examples,
+            (total, num_params, elem),
+            device,
+            (projection_dim, projection),
+            max_exact_bytes,
+        )
+    n = int(inputs["input_ids"].shape[0])
     if projection_dim == "auto":
         projection_dim = auto_projection(n, num_params, elem, device, max_exact_bytes)
         if projection_dim is not None:
@@ -195,16 +209,8 @@ def probe_ntk(
             module.training = mode
     seconds = time.perf_counter() - start
     theta = 0.5 * (theta + theta.T)
-    tokens = int(inputs["input_ids"].numel())
-    if "decoder_input_ids" in inputs:
-        tokens += int(inputs["decoder_input_ids"].numel())
-    total = sum(p.numel() for p in model.parameters())
-    width = projection_dim or num_params
-    flops = 6.0 * total * tokens + 2.0 * n * n * width
-    if projection == "countsketch" and projection_dim is not None:
-        flops += 8.0 * n * num_params  # hash, sign, scale and scatter per gradient entry
-    elif projection_dim is not None:
-        flops += 2.0 * n * num_params * projection_dim
+    tokens = _tokens(inputs)
+    flops = probe_flops(n, tokens, total, num_params, projection_dim, projection)
     return NTKResult(
         theta=theta,
         r0=r0,
@@ -221,6 +227,70 @@ def probe_ntk(
         projection="exact" if projection_dim is None else projection,
         truncated=truncated,
         flops=flops,
+    )
+
+
+def probe_flops(
+    n: int,
+    tokens: int,
+    total_params: int,
+    num_params: int,
+    projection_dim: int | None,
+    projection: str,
+) -> float:
+    """Estimated FLOPs of a probe: n forward and backward passes, the projection, the Gram.
+
+    One forward and backward pass costs what a training step costs per token
+    (6 x parameters), which makes the probe comparable with the ladder's FLOPs.
+    """
+    width = projection_dim or num_params
+    flops = 6.0 * total_params * tokens + 2.0 * n * n * width
+    if projection == "countsketch" and projection_dim is not None:
+        flops += 8.0 * n * num_params  # hash, sign, scale and scatter per gradient entry
+    elif projection_dim is not None:
+        flops += 2.0 * n * num_params * projection_dim
+    return flops
+
+
+def _tokens(inputs: Mapping[str, torch.Tensor]) -> int:
+    tokens = int(inputs["input_ids"].numel())
+    if "decoder_input_ids" in inputs:
+        tokens += int(inputs["decoder_input_ids"].numel())
+    return tokens
+
+
+def _within_cost(
+    inputs: dict[str, torch.Tensor],
+    max_cost_examples: float,
+    sizes: tuple[int, int, int],
+    device: torch.device,
+    projecting: tuple[int | str | None, str],
+    max_exact_bytes: int,
+) -> dict[str, torch.Tensor]:
+    """The first examples whose probe costs at most ``max_cost_examples`` training examples.
+
+    Cost is counted as :func:`probe_flops` counts it, against 6 x parameters x
+    tokens per example for each training example, so the fraction the run
+    reports afterwards is the one bounded here. Fewer than two examples give no
+    kernel worth fitting: that is an NTKError, and the law's F stays free.
+    """
+    total, num_params, elem = sizes
+    projection_dim, projection = projecting
+    n = int(inputs["input_ids"].shape[0])
+    per_example = _tokens(inputs) / n
+    budget = 6.0 * total * per_example * max_cost_examples
+    for m in range(n, 1, -1):
+        dim, kind = projection_dim, projection
+        if dim == "auto":
+            dim = auto_projection(m, num_params, elem, device, max_exact_bytes)
+            kind = projection if dim is None else "countsketch"
+        assert not isinstance(dim, str)
+        cost = probe_flops(m, round(m * per_example), total, num_params, dim, kind)
+        if cost <= budget:
+            return {k: v[:m] for k, v in inputs.items()}
+    raise NTKError(
+        "even 2 probe examples cost more than the probe's share of the ladder (the compute "
+        f"of {max_cost_examples:.3g} training examples); raise ntk.max_ladder_fraction"
     )
 
 

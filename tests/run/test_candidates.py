@@ -106,14 +106,31 @@ def test_lora_probe_is_over_the_adapters(tmp_path: Path) -> None:
         tmp_path / "lora",
         ["tiny:gpt2-s"],
         train=TrainConfig(batch_size=8, min_steps=1, lora=True, lora_r=2),
-        ntk=NTKConfig(enabled=True, probe_size=4),
+        ntk=NTKConfig(enabled=True, probe_size=4, max_ladder_fraction=1.0),
     )
     list(run_events(lora))
     res = json.loads((tmp_path / "lora" / "results.json").read_text())
     ntk = res["models"][0]["ntk"]
     assert ntk["ok"] and ntk["projection"] == "exact"
     assert 0 < ntk["num_params"] < res["models"][0]["params"] / 10
-    assert ntk["ladder_fraction"] > 0
+    assert 0 < ntk["ladder_fraction"] <= 1.0
+
+
+def test_the_probe_stays_within_its_share_of_the_ladder(tmp_path: Path) -> None:
+    # A ladder of 16 examples at 5% leaves less than one example's compute:
+    # the probe is refused with the reason and the model trains with F free.
+    cfg = _config(tmp_path / "cap", ["tiny:gpt2-s"], ntk=NTKConfig(probe_size=4))
+    events = list(run_events(cfg))
+    assert any(isinstance(e, PointFinished) for e in events)
+    ntk = json.loads((tmp_path / "cap" / "results.json").read_text())["models"][0]["ntk"]
+    assert not ntk["ok"] and "max_ladder_fraction" in ntk["reason"]
+    # At 25% of it (4 examples' compute) three of the four probe examples fit.
+    cfg = _config(
+        tmp_path / "quarter", ["tiny:gpt2-s"], ntk=NTKConfig(probe_size=4, max_ladder_fraction=0.25)
+    )
+    list(run_events(cfg))
+    ntk = json.loads((tmp_path / "quarter" / "results.json").read_text())["models"][0]["ntk"]
+    assert ntk["ok"] and 2 <= ntk["n"] < 4 and ntk["ladder_fraction"] <= 0.25
 
 
 @pytest.mark.parametrize("device", ["cuda:abc", "cuda:7", "quantum"])

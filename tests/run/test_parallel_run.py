@@ -38,7 +38,7 @@ def config(out: Path, backend: str = "local", **executor: object) -> RunConfig:
         target=400,
         data=DataConfig(validation_size=8, test_size=24, max_length=32),
         train=TrainConfig(batch_size=8, min_steps=4),
-        ntk=NTKConfig(enabled=True, probe_size=4),
+        ntk=NTKConfig(enabled=True, probe_size=4, max_ladder_fraction=1.0),
         out_dir=str(out),
         device="cpu",
         executor=ExecutorConfig(backend=backend, **executor),  # type: ignore[arg-type]

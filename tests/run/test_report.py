@@ -30,7 +30,7 @@ def recorded_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         target=1600,
         data=DataConfig(validation_size=8, test_size=24, max_length=32),
         train=TrainConfig(batch_size=8, min_steps=2, early_stopping_patience=50, eval_every=2),
-        ntk=NTKConfig(probe_size=8),
+        ntk=NTKConfig(probe_size=8, max_ladder_fraction=1.0),
         device="cpu",
         policy="adaptive",
         adaptive=AdaptiveRunConfig(confidence=0.7),

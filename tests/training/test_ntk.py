@@ -255,3 +255,22 @@ def test_spectrum_starts_at_the_initial_loss_norm(llama: torch.nn.Module) -> Non
     assert spec.F(0.0) == pytest.approx(float(r0 @ r0), rel=1e-9)
     assert spec.trace == pytest.approx(float(np.trace(res.theta.numpy())), rel=1e-9)
     assert res.seconds > 0 and res.flops > 0
+
+
+def test_a_cost_cap_keeps_the_first_examples_that_fit(gpt2: torch.nn.Module) -> None:
+    batch = causal_batch(n=6, seed=7)
+    total = sum(p.numel() for p in gpt2.parameters())
+    per_example = batch["input_ids"].numel() / 6
+    full = probe_ntk(gpt2, batch)
+    assert full.n == 6
+    cap = 3.5  # the compute of training on 3.5 examples: 3 fit with the Gram on top
+    res = probe_ntk(gpt2, batch, max_cost_examples=cap)
+    assert res.n == 3
+    assert res.flops <= 6.0 * total * per_example * cap
+    ref = probe_ntk(gpt2, {k: v[:3] for k, v in batch.items()})
+    assert rel_err(res.theta.numpy(), ref.theta.numpy()) < 1e-12
+
+
+def test_a_cap_below_two_examples_is_a_clear_error(gpt2: torch.nn.Module) -> None:
+    with pytest.raises(NTKError, match="max_ladder_fraction"):
+        probe_ntk(gpt2, causal_batch(n=6, seed=7), max_cost_examples=1.5)

@@ -87,8 +87,10 @@ def test_auto_probe_on_a_50m_model_on_cpu() -> None:
     ids = torch.randint(0, 32000, (32, length), generator=gen)
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
     start = time.perf_counter()
-    res = probe_ntk(model, batch, projection_dim="auto", path="backward")
+    cap = 0.05 * (200 + 400 + 800 + 1600)  # what a run passes: 5% of the default ladder
+    res = probe_ntk(model, batch, projection_dim="auto", path="backward", max_cost_examples=cap)
     seconds = time.perf_counter() - start
+    assert res.n == 32  # the whole probe set fits in the default ladder's share
     assert res.projection == "countsketch" and res.projection_dim == AUTO_SKETCH_DIM
     assert np.isfinite(res.theta.numpy()).all() and float(res.theta.trace()) > 0
     ladder_flops = 6.0 * params * (200 + 400 + 800 + 1600) * length

@@ -35,7 +35,7 @@ def tiny_run(zoo_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         target=400,
         data=DataConfig(validation_size=8, test_size=24, max_length=32),
         train=TrainConfig(batch_size=8, min_steps=2, epochs=1.0),
-        ntk=NTKConfig(enabled=True, probe_size=4),
+        ntk=NTKConfig(enabled=True, probe_size=4, max_ladder_fraction=1.0),
         out_dir=str(tmp_path / "run"),
         device="cpu",
     )

@@ -178,7 +178,11 @@ class JobRunner:
         # Under LoRA the kernel is over the adapters, the parameters training moves.
         with as_trained(model, job.spec, job.train) as trained:
             res = probe_ntk(
-                trained, batch, projection_dim=job.ntk.projection_dim or "auto", seed=job.ntk.seed
+                trained,
+                batch,
+                projection_dim=job.ntk.projection_dim or "auto",
+                seed=job.ntk.seed,
+                max_cost_examples=job.probe_cost_examples,
             )
         return ProbeResult(
             spectrum=res.spectrum,

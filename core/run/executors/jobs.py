@@ -38,6 +38,8 @@ class PointJob:
     fingerprint: str
     ntk: NTKConfig | None = None
     """Set: this job computes the model's NTK spectrum on the probe set instead."""
+    probe_cost_examples: float | None = None
+    """An NTK probe may cost at most the FLOPs of training on this many examples."""
     micro_batch_size: int | None = None
     """Below train.batch_size: accumulate gradients (set by an out-of-memory retry)."""
     attempt: int = 1
