@@ -43,16 +43,13 @@ What the selector has to get right, measured on the published curves
    only as right as that model. So the curves' own past decides: each curve is
    cut at its last size / 64 ... / 2 (as far as its points allow) and forecast
    to its last point, as the real forecast goes from its last point to the
-   target. From the longest cut of / 8, / 4, / 2: the share of the forecast drop
-   to keep (``Backtest.weight``, in [0, 1]) is the least-squares fit of the
-   measured drops on the forecast ones, so 0 falls back to the last loss and 1
-   trusts the forecast. Ranking and the predicted loss are separate
-   questions: where the last losses ranked the cut curves
-   better than the weighted forecast (PearCorr + RelAcc over those cuts) the
-   ranking score is the last loss (``Backtest.ranks_by_last``) while the
-   predicted loss stays the forecast. The interval half-width is the
-   split-conformal ``LEVEL`` quantile of the errors of every cut, each in
-   units of ``spread`` of the prediction's own error scale (``effective_sd``).
+   target. The share of the forecast drop to keep (``Backtest.weight``, in
+   [0, 1]) is the least-squares fit of the measured drops on the forecast
+   ones, over every cut together, so 0 falls back to the last loss and 1
+   trusts the forecast. The interval half-width is the split-conformal
+   ``LEVEL`` quantile of the errors of every cut, each in units of ``spread``
+   of the prediction's own error scale (``effective_sd``: the part of the
+   forecast's sd it keeps and the part of the drop it leaves out).
 
 The prediction is the median of a predictive distribution in log-loss space;
 the interval (``LEVEL``, two-sided) scales the filter's forecast standard
@@ -82,7 +79,6 @@ from scipy.stats import norm
 
 from core.science.curves import Curve
 from core.science.laws import FitResult, fit_law
-from core.science.metrics import pearson, rel_acc
 from core.science.phase import detect_transition
 from core.science.prediction import Prediction
 
@@ -464,9 +460,6 @@ class Backtest:
 
     Each curve is cut at its last size / k (k from ``REHEARSALS``) and forecast to its
     last point, as the real prediction forecasts it from its last point to the target.
-    Ranking and the predicted loss are two questions: both keep ``weight`` of each
-    forecast drop, unless the last loss ranked the cut curves better, when the ranking
-    score is the last loss and the predicted loss stays the weighted forecast.
     """
 
     weight: float
@@ -479,9 +472,6 @@ class Backtest:
     quantile of the backtest's errors in those units."""
     errors: int
     """How many backtest errors were pooled (0: too few points; weight 1, normal quantile)."""
-    ranks_by_last: bool = False
-    """True when the backtest ranked the curves better by their last losses than by the
-    weighted forecast: the ranking score is then the last loss."""
 
 
 NO_BACKTEST = Backtest(1.0, _Z, 0)
@@ -497,11 +487,11 @@ REHEARSALS = (64, 32, 16, 8, 4, 2)
 """Cut ratios whose backtest errors calibrate the intervals: every one the curves
 allow, since the longer ones come closest to the real horizons (8x to 512x) and the
 shorter ones make the quantile an estimate rather than the largest error seen. The
-weight and the ranking check use ``LOOKBACK`` only. Measured on all shared tables
-(90% intervals; pooled coverage, tables outside 80-98%, mean interval score on the
-LLM / learner tables): cuts 8, 4, 2 -> 90.7%, 16, 0.605 / 2.181; all these -> 91.4%,
-18, 0.565 / 0.614. The count of tables outside moves by a few with any such choice,
-so at 50 tables it is mostly noise; the score is not."""
+weight is fitted on all of them too. Measured on all shared tables (90% intervals;
+pooled coverage, tables outside 80-98%, mean interval score on the LLM / learner
+tables, learners mean RelAcc): cuts 8, 4, 2 -> 90.6%, 17, 0.603 / 1.428, 94.6; all
+these -> 91.3%, 16, 0.563 / 0.623, 95.0. The count of tables outside moves by a few
+with any such choice, so at 50 tables it is mostly noise; the score is not."""
 
 
 def spread(sd: np.ndarray, horizon: np.ndarray) -> np.ndarray:
@@ -532,10 +522,10 @@ def effective_sd(
     uncertain an extrapolation it no longer makes is). Never above the forecast's sd:
     a drop the backtest did not trust (a steep last wiggle forecast to fall by
     decades) is known no better than that. Measured against the forecast's sd (all
-    shared tables, 90%): pooled coverage 91.4% vs 91.8%, mean interval score LLM
-    0.565 vs 0.565, learners 0.614 vs 0.673; without the noise term or the cap some
-    learner intervals span thousands of decades (a curve forecast flat and kept flat
-    has no error scale)."""
+    shared tables, 90%): pooled coverage 91.3% vs 91.7%, tables outside 80-98% 16 vs
+    18, mean interval score LLM 0.563 vs 0.563, learners 0.623 vs 0.669; without the
+    noise term or the cap some learner intervals span thousands of decades (a curve
+    forecast flat and kept flat has no error scale)."""
     sd = np.asarray(sd, dtype=float)
     own = np.sqrt((weight * sd) ** 2 + ((1.0 - weight) * np.asarray(drop)) ** 2 + np.square(noise))
     return np.minimum(own, sd)
@@ -586,14 +576,6 @@ def _rehearse(
     return _Rehearsal(k, *part)
 
 
-def _ranking_skill(r: _Rehearsal, weight: float) -> float:
-    """PearCorr + RelAcc of ranking the cut curves by start + weight x drop, against
-    their measured last losses: the bench's two ranking figures, on the backtest."""
-    score = np.exp(r.start + weight * r.drop)
-    truth = np.exp(r.start + r.seen)
-    return float(np.nan_to_num(pearson(score, truth)) + np.nan_to_num(rel_acc(score, truth)))
-
-
 def backtest(
     rows: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
@@ -603,27 +585,19 @@ def backtest(
     """Backtest the forecast on (log size, log loss) rows: extrapolation weight and interval scale.
 
     Every cut ratio of ``REHEARSALS`` that leaves at least ``MIN_POOL`` curves with two
-    fine-tuned points below the cut (a trend needs two) is run. The weight comes from
-    the longest cut of ``LOOKBACK``; then, over the ``LOOKBACK`` cuts, the ranking by
-    the weighted forecast is compared with the ranking by the last loss, and where the
-    last loss ranked the cut curves better (summed PearCorr + RelAcc, strictly) the
-    ranking falls back to it (``ranks_by_last``): the weight is fitted to squared
-    errors, which on curves close to one another (classical learners near their best
-    error) are dominated by the drop they share, while the ranking turns on how they
-    differ. The errors of all cuts are pooled for the conformal quantile, in units of
-    ``spread`` of ``effective_sd``.
+    fine-tuned points below the cut (a trend needs two) is run. The weight is the
+    least-squares share of the forecast drops that the measured ones bear out, over
+    every cut together; the errors of all cuts are pooled for the conformal quantile,
+    in units of ``spread`` of ``effective_sd``.
     """
     parts = [r for k in REHEARSALS if (r := _rehearse(rows, k, huber, accelerate)) is not None]
-    look = [r for r in parts if r.k in LOOKBACK]
-    if not look:
+    if not parts:
         return NO_BACKTEST
-    # the weight from the longest rehearsal, the nearest to the real extrapolation
-    # (fitted on every horizon together: learners mean RelAcc 94.6 instead of 94.9)
-    weight = _share(look[0].drop, look[0].seen)
-    # measured on the learner tables: mean RelAcc 95.4 instead of 94.9, PearCorr 70.1
-    # instead of 71.2; on the LLM tables it never fires
-    by_last = weight > 0 and sum(_ranking_skill(r, 0.0) for r in look) > sum(
-        _ranking_skill(r, weight) for r in look
+    # one weight from every rehearsal pooled: fitted on the longest of / 8, / 4, / 2
+    # alone, learners mean RelAcc 94.9 and PearCorr 71.2 instead of 95.0 and 71.4 (the
+    # LLM tables: weight about 1 either way, rankings unchanged)
+    weight = _share(
+        np.concatenate([r.drop for r in parts]), np.concatenate([r.seen for r in parts])
     )
     miss = np.concatenate([r.seen - weight * r.drop for r in parts])
     unit = np.concatenate(
@@ -632,7 +606,7 @@ def backtest(
     z = miss[unit > 0] / unit[unit > 0]  # a curve kept flat without noise has no scale
     if z.size < MIN_POOL:
         return NO_BACKTEST
-    return Backtest(weight, _conformal(z), int(z.size), by_last)
+    return Backtest(weight, _conformal(z), int(z.size))
 
 
 def _share(forecast: np.ndarray, seen: np.ndarray) -> float:
@@ -690,28 +664,22 @@ def predict_lensllm(
             unit = spread(sd, u_target - np.array([u[-1] for u, _ in rows]))
         else:  # no backtest: the filter's own normal interval
             unit = fc.sd
-        score = last if bt.ranks_by_last else last + kept
         for j, i in enumerate(usable):
-            forecast = (float(last[j] + kept[j]), float(bt.quantile * unit[j]), float(score[j]))
-            out[i] = _predicted(curves[i], forecast, fc.laws[j], bt.ranks_by_last)
+            forecast = (float(last[j] + kept[j]), float(bt.quantile * unit[j]))
+            out[i] = _predicted(curves[i], forecast, fc.laws[j])
     return [p for p in out if p is not None]
 
 
-def _predicted(
-    curve: Curve, forecast: tuple[float, float, float], law: _Law | None, by_last: bool
-) -> Prediction:
-    """One curve's Prediction from (centre, half-width, score centre) in log loss."""
-    centre, half, score = forecast
-    if not all(math.isfinite(v) and abs(v) < 700 for v in (centre, half, score)):
+def _predicted(curve: Curve, forecast: tuple[float, float], law: _Law | None) -> Prediction:
+    """One curve's Prediction from the (centre, half-width) of its log-loss interval."""
+    centre, half = forecast
+    if not (math.isfinite(centre) and math.isfinite(half) and abs(centre) < 700):
         return _fallback(curve, "non-finite forecast")
     predicted = math.exp(centre)
     reason = "" if law is not None else "too few points for the law; trend only"
-    if by_last:
-        why = "ranked by the last loss: on the backtest it ranked these curves better"
-        reason = f"{reason}; {why}" if reason else why
     return Prediction(
         curve.model,
-        math.exp(score),
+        predicted,
         predicted,
         math.exp(max(centre - half, -700.0)),
         math.exp(min(centre + half, 700.0)),

@@ -226,7 +226,6 @@ def test_backtest_trusts_the_extrapolation_on_clean_power_laws() -> None:
         curves, _ = law_table(seed, m=8, sigma=0.002)
         bt = backtest([log_points(c) for c in curves])
         assert bt.weight > 0.8  # a law flattening towards E: a little below 1, no fallback
-        assert not bt.ranks_by_last
         preds = predict_lensllm(curves, SIZES[-1], TARGET)
         assert not any(p.reason for p in preds)  # ranked by the forecast, no fallback
     d = np.asarray(SIZES, dtype=float)
@@ -235,35 +234,6 @@ def test_backtest_trusts_the_extrapolation_on_clean_power_laws() -> None:
         for k, slope in enumerate((0.05, 0.10, 0.15))
     ]
     assert backtest([log_points(c) for c in straight]).weight == pytest.approx(1.0, abs=1e-6)
-
-
-def parallel_noisy_table(seed: int, m: int = 10) -> list[Curve]:
-    """Curves falling along one shared power law at distinct levels, with 3% noise: the
-    drop is real and shared, each curve's own last slope is noise."""
-    rng = np.random.default_rng(seed)
-    sizes = tuple(16 * 2**k for k in range(9))
-    d = np.asarray(sizes, dtype=float)
-    out = []
-    for i in range(m):
-        y = (0.1 + 0.01 * i) * (d / 16) ** -0.15 * np.exp(rng.normal(0.0, 0.03, d.size))
-        out.append(Curve(f"p{i}", sizes, tuple(float(v) for v in y)))
-    return out
-
-
-def test_the_ranking_falls_back_to_the_last_loss_where_own_slopes_are_noise() -> None:
-    by_last = []
-    for seed in range(8):
-        curves = parallel_noisy_table(seed)
-        bt = backtest([log_points(c) for c in curves])
-        assert bt.weight > 0.8  # the shared drop is real: the predicted loss keeps it
-        by_last.append(bt.ranks_by_last)
-        preds = predict_lensllm(curves, curves[0].sizes[-1], 16 * 2**12)
-        last = np.array([c.losses[-1] for c in curves])
-        scores = np.array([p.score for p in preds])
-        if bt.ranks_by_last:
-            assert np.allclose(scores, last) and all("last loss" in p.reason for p in preds)
-            assert all(p.predicted < v for p, v in zip(preds, last, strict=True))
-    assert sum(by_last) >= 5
 
 
 def test_effective_sd_by_hand() -> None:
@@ -291,4 +261,3 @@ def test_backtest_never_raises_on_arbitrary_positive_curves(curves: list[Curve])
     bt = backtest(rows)
     assert 0.0 <= bt.weight <= 1.0
     assert math.isfinite(bt.quantile) and bt.quantile >= 0
-    assert not bt.ranks_by_last or bt.weight > 0
