@@ -10,6 +10,8 @@ a table cell. A leaf module: no numpy, no torch.
 from __future__ import annotations
 
 import errno
+import os
+import re
 from pathlib import Path
 
 MAX_LINE = 300
@@ -60,6 +62,10 @@ class StoreError(LensError, RuntimeError):
 
 class RunDirError(LensError):
     """The run directory cannot be used: a file in the way, read-only, in use, disk full."""
+
+
+class DiskError(RunDirError):
+    """A write met a full or read-only disk (run directory, cache, a worker's files): the run stops."""
 
 
 class PointError(LensError, RuntimeError):
@@ -113,16 +119,33 @@ def os_error_line(exc: OSError, path: str | Path | None = None) -> str:
     return f"{where}: {reason}" if where is not None else reason
 
 
-def disk_full(exc: BaseException) -> OSError | None:
-    """The OSError saying "no room" in ``exc`` or its causes (a library may wrap it), if any."""
+UNWRITABLE = DISK_FULL | {errno.EROFS}
+"""errno values that are the machine's problem, not a model's: no room, or a read-only file system."""
+
+
+def unwritable(exc: BaseException) -> OSError | None:
+    """The OSError in ``exc`` or its causes saying the disk takes no write, if any.
+
+    A full disk or a read-only file system met while a model loads, trains or is
+    stored stops the run (exit 2) rather than failing that model and then the
+    next; libraries wrap such errors, so the whole chain is searched.
+    """
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in DISK_FULL:
+        if isinstance(current, OSError) and current.errno in UNWRITABLE:
             return current
+        if not isinstance(current, OSError) and (found := _RUST_IO.search(str(current))):
+            code = int(found.group(1))  # safetensors and tokenizers (Rust) say it in words
+            if code in UNWRITABLE:
+                return OSError(code, os.strerror(code))
         current = current.__cause__ or current.__context__
     return None
+
+
+_RUST_IO = re.compile(r"\(os error (\d+)\)")
+"""How a Rust io::Error ends its message (safetensors' and tokenizers' save errors)."""
 
 
 def one_line(exc: BaseException) -> str:

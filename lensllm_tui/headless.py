@@ -8,7 +8,8 @@ are left out and the same information is printed as plain lines.
 
 Exit codes: 0 success; 1 the run finished but at least one model failed (a
 one-line summary names which and why); 2 bad input (configuration or data);
-130 cancelled with Ctrl-C or SIGTERM (finished points are kept in the store).
+130 stopped by Ctrl-C or SIGTERM, whenever it comes (finished points are kept in
+the store; a run that had already finished keeps results.json "finished").
 """
 
 from __future__ import annotations
@@ -67,28 +68,39 @@ def run_headless(config: RunConfig, console: Console | None = None) -> int:
             console = Console(width=120)  # logs: no terminal width, so do not wrap at 80
     err = Console(stderr=True)
     cancel = threading.Event()
+    view = ConsoleView(console)
+    stop = stop_on_signals(
+        cancel, lambda text: err.print(f"[yellow]{text}[/]"), lambda: view.view.finished is not None
+    )
     # Signals are ours before the engine's imports (seconds of torch): a Ctrl-C then
     # cancels the run before it starts instead of unwinding through an import.
-    with stop_on_signals(cancel, lambda text: err.print(f"[yellow]{text}[/]")):
-        try:
-            from core.run.runner import run_events
+    with stop:
+        code = _consume(config, cancel, view, err)
+    if stop.signalled is not None and code in (EXIT_OK, EXIT_MODEL_FAILED):
+        return EXIT_CANCELLED  # stopped by a signal, even one that came as the run ended
+    return code
 
-            events = run_events(config, cancel)
-        except ConfigError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-            return EXIT_BAD_INPUT
-        view = ConsoleView(console)
-        try:
-            return view.consume(events)
-        except LensError as exc:  # run-level: config, data, store, run directory, disk full
-            view.close()
-            err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False)
-            return exc.exit_code
-        finally:
-            # The engine's own clean-up (closing the store) runs here, under the handlers.
-            getattr(events, "close", lambda: None)()
-            view.close()
-            events.close()  # finish the engine while our handlers hold: a late Ctrl-C lands here
+
+def _consume(config: RunConfig, cancel: threading.Event, view: ConsoleView, err: Console) -> int:
+    """Run the engine into ``view``; the exit code (a run-level error is one line)."""
+    try:
+        from core.run.runner import run_events
+
+        events = run_events(config, cancel)
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_BAD_INPUT
+    try:
+        return view.consume(events)
+    except LensError as exc:  # run-level: config, data, store, run directory, disk full
+        view.close()
+        err.print(f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False)
+        return exc.exit_code
+    finally:
+        # The engine's own clean-up (closing the store) runs here, under the handlers,
+        # so a late second Ctrl-C finds nothing of the engine's left to interrupt.
+        view.close()
+        events.close()
 
 
 class ConsoleView:

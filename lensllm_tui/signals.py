@@ -39,21 +39,57 @@ def abort_now(say: Callable[[str], None] | None = None) -> None:
     os._exit(EXIT_CANCELLED)
 
 
+def exit_quietly_on_signals() -> None:
+    """From now on SIGINT and SIGTERM exit 130 at once, without a traceback.
+
+    The command's first act (lensllm_tui.entry), before its heavy imports. A run
+    replaces these with ``stop_on_signals`` while it runs and puts them back when
+    it ends, so a signal while the last tables print, or while the interpreter
+    tears torch down, also exits 130 (everything is written by then). A signal
+    ignored by whoever started us (nohup, a background job) stays ignored.
+    """
+
+    def quit_now(signum: int, frame: FrameType | None) -> None:
+        abort_now()
+
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, quit_now)
+
+
 class stop_on_signals:
     """While active (main thread only): the first SIGINT/SIGTERM sets ``cancel``, a second exits.
 
     ``say`` prints one line for each; the previous handlers come back on exit.
+    ``ended`` tells whether the run has already finished (its results written):
+    a signal then only says so, and ``signalled`` makes the command exit 130
+    with results.json still "finished".
     """
 
-    def __init__(self, cancel: threading.Event, say: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        cancel: threading.Event,
+        say: Callable[[str], None],
+        ended: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.cancel = cancel
         self.say = say
+        self.ended = ended
+        self.signalled: int | None = None
+        """The first stop signal received, if any."""
         self.previous: dict[int, object] = {}
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.cancel.is_set():
             abort_now(self.say)
         self.cancel.set()
+        self.signalled = signum
+        if self.ended():
+            self.say(
+                f"{signal_name(signum)}: the run had finished and everything is written;"
+                f" exiting {EXIT_CANCELLED}"
+            )
+            return
         self.say(
             f"cancelling ({signal_name(signum)}): the current point stops at its next step, "
             "finished points are kept (Ctrl-C again to abort at once)"
@@ -88,16 +124,23 @@ def on_stop_signals(callback: Callable[[int], None]) -> Callable[[], None]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     loop = asyncio.get_running_loop()
-    installed = []
+    installed: dict[signal.Signals, object] = {}
     for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue  # ignored by whoever started us: keep it so
+        previous = signal.getsignal(sig)
         try:
             loop.add_signal_handler(sig, callback, int(sig))
         except (NotImplementedError, RuntimeError, ValueError):
             continue
-        installed.append(sig)
+        installed[sig] = previous
 
     def undo() -> None:
-        for sig in installed:
+        # asyncio resets a removed handler to the default (SIGTERM then kills with -15):
+        # the handler from before comes back instead (the command's quiet exit 130).
+        for sig, previous in installed.items():
             loop.remove_signal_handler(sig)
+            if previous is not None:
+                signal.signal(sig, previous)  # type: ignore[arg-type]
 
     return undo

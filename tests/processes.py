@@ -35,9 +35,9 @@ def write_config(
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``lensllm-tui ARGS`` as its own process (stdout and stderr piped together)."""
+    """``lensllm-tui ARGS`` as its own process, through the command's entry point (stdout and stderr piped together)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "lensllm_tui.cli", *args],
+        [sys.executable, "-m", "lensllm_tui", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

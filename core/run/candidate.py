@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from core.config import RunConfig
-from core.errors import one_line
+from core.errors import DiskError, one_line, os_error_line, unwritable
 from core.events import NTKComputed, PointFinished, PointMeasurements
 from core.run.executors import PointJob
 from core.run.records import ModelRecord, PointRecord, RunRecord
@@ -80,6 +80,11 @@ def check_candidate(name: str, device: str, *, lora: bool) -> ModelSpec:
         spec = models_mod.resolve_model(name)
         models_mod.check_fits(spec, device, lora=lora)
     except Exception as exc:
+        if (full := unwritable(exc)) is not None:  # building or caching it: the machine's fault
+            raise DiskError(
+                f"{name}: cannot be prepared ({os_error_line(full)}); free some space or make"
+                " it writable, then rerun (finished points are kept)"
+            ) from None
         raise ModelFailure(one_line(exc)) from exc
     return spec
 

@@ -255,6 +255,15 @@ def write_failure(exc: OSError, out_dir: Path) -> str:
     return f"cannot write the run ({where}); finished points are kept in {out_dir / STORE_NAME}"
 
 
+def disk_failure(where: str, worker: str) -> str:
+    """One line for a job that met a full or read-only disk (``where`` says which, in words)."""
+    on = f" on worker {worker}" if worker else ""
+    return (
+        f"a write failed{on} ({where}); finished points are kept: free some space or make"
+        " it writable, then rerun with the same --out to resume"
+    )
+
+
 TEMP_PATTERNS: tuple[str, ...] = (f".{RESULTS_NAME}.*.tmp", f".{CURVES_NAME}.*.tmp")
 """The temporary files ``write`` renames into place; any found at a run's start are orphans."""
 

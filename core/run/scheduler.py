@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from core.errors import DiskError
 from core.events import (
     Event,
     ModelEliminated,
@@ -48,7 +49,7 @@ from core.run.executors import (
     JobStarted,
     JobUpdate,
 )
-from core.run.records import ModelRecord
+from core.run.records import ModelRecord, disk_failure
 from core.run.refit import refit
 
 WORKERS_SECONDS = 0.5
@@ -186,6 +187,8 @@ class Scheduler:
                 yield PointProgress(name, size, update.step, update.total_steps, update.train_loss)
             return
         del self.flying[update.job_id]
+        if isinstance(update, JobFailed) and update.cause == "disk":
+            raise DiskError(disk_failure(update.reason, update.worker))
         if size < 0:
             yield from self._probed(flight.cand, update)
         elif isinstance(update, JobDone):

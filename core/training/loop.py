@@ -331,38 +331,17 @@ def optimize(
     every ``eval_every`` steps; training stops after ``patience`` checks without
     improvement and the best weights are put back.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    fused = device.type in ("cuda", "cpu") and all(p.is_floating_point() for p in params)
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
+    params, optimizer = _adamw(model, lr, weight_decay, device)
     total = len(batches)
     model.train()
-
-    window_loss = torch.zeros((), device=device)
-    window_n = 0
-    tokens = torch.zeros((), dtype=torch.long, device=device)
-    first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    last_report = time.perf_counter()
-    last_loss: float | None = None
-    best_val: float | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_checks = 0
-    val_tokens = 0
+    tracker = _Tracker(device)
+    stopper = None
+    if patience > 0 and validation and eval_every > 0:
+        stopper = _EarlyStopping(
+            patience, validation, kind, pad_id, device, eval_batch_size, autocast_dtype
+        )
     held = 0.0
     step = 0
-    step_losses: list[torch.Tensor] = []  # stay on the device: no sync per step
-    val_curve: list[tuple[int, float]] = []
-
-    def check_finite() -> None:
-        bad = int(first_bad.item())
-        if bad >= 0:
-            raise PointError(f"NaN loss at step {bad + 1}")
-
     for step, examples in enumerate(batches):
         if cancel is not None and cancel.is_set():
             raise Cancelled()
@@ -378,63 +357,180 @@ def optimize(
             device=device,
             autocast_dtype=autocast_dtype,
         )
-        if max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        detached = loss.detach()
-        first_bad = torch.where(
-            (first_bad < 0) & ~torch.isfinite(detached),
-            torch.tensor(step, device=device),
-            first_bad,
-        )
-        window_loss += detached.float()
-        window_n += 1
-        step_losses.append(detached.float())
-        tokens += processed
-
-        now = time.perf_counter()
-        if on_progress is not None and (now - last_report >= PROGRESS_SECONDS or step == total - 1):
-            check_finite()
-            last_loss = float(window_loss.item()) / window_n
-            window_loss.zero_()
-            window_n = 0
-            last_report = now
-            on_progress(step + 1, total, last_loss)
-
-        if patience > 0 and validation and eval_every > 0 and (step + 1) % eval_every == 0:
-            check_finite()
-            val, _, vt = evaluate(
-                model,
-                validation,
-                kind=kind,
-                pad_id=pad_id,
-                device=device,
-                batch_size=eval_batch_size,
-                autocast_dtype=autocast_dtype,
-            )
-            val_tokens += vt
-            val_curve.append((step + 1, val))
-            if best_val is None or val < best_val:
-                best_val = val
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                bad_checks = 0
-            else:
-                bad_checks += 1
-                if bad_checks >= patience:
-                    step += 1
-                    break
+        _clip_and_step(optimizer, params, max_grad_norm)
+        tracker.add(step, loss.detach(), processed)
+        if on_progress is not None and tracker.report_due(last_step=step == total - 1):
+            on_progress(step + 1, total, tracker.report())
+        if stopper is not None and (step + 1) % eval_every == 0:
+            tracker.check_finite()
+            if stopper.should_stop(model, step + 1):
+                step += 1
+                break
             model.train()
     else:
         step = total
-
-    check_finite()
-    if window_n:
-        last_loss = float(window_loss.item()) / window_n
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    curve = torch.stack(step_losses).tolist() if step_losses else []
+    tracker.check_finite()
+    last_loss = tracker.final_loss()
+    if stopper is not None:
+        stopper.restore_best(model)
     return _LoopOutcome(
-        step, int(tokens.item()), last_loss, best_val, val_tokens, held, curve, val_curve
+        steps=step,
+        tokens=tracker.tokens_seen(),
+        last_loss=last_loss,
+        best_val=None if stopper is None else stopper.best_val,
+        val_tokens=0 if stopper is None else stopper.val_tokens,
+        held_seconds=held,
+        train_curve=tracker.curve(),
+        val_curve=[] if stopper is None else stopper.curve,
     )
+
+
+def _adamw(
+    model: torch.nn.Module, lr: float, weight_decay: float, device: torch.device
+) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer]:
+    """The trainable parameters and AdamW(0.9, 0.95) over them.
+
+    Weight decay applies to matrices only (biases and norms are left alone, as in
+    nanoGPT); the fused kernel is used where the device has one and every
+    parameter is floating point.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = device.type in ("cuda", "cpu") and all(p.is_floating_point() for p in params)
+    return params, torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=fused)
+
+
+def _clip_and_step(
+    optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], max_grad_norm: float
+) -> None:
+    """Clip the accumulated gradient (when ``max_grad_norm`` > 0), step, clear the gradient."""
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+class _Tracker:
+    """The training loss and tokens of a run, kept on the device.
+
+    Nothing here syncs per step: the losses stay device tensors and are read
+    (``.item()``) only when progress is reported, at a validation check and at
+    the end. A non-finite loss is remembered as the first step it happened at and
+    raised as a PointError at the next read.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.window_loss = torch.zeros((), device=device)
+        self.window_n = 0
+        self.tokens = torch.zeros((), dtype=torch.long, device=device)
+        self.first_bad = torch.full((), -1, dtype=torch.long, device=device)
+        self.step_losses: list[torch.Tensor] = []
+        self.last_report = time.perf_counter()
+        self.last_loss: float | None = None
+
+    def add(self, step: int, loss: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Record one step's (detached) loss and its processed tokens."""
+        self.first_bad = torch.where(
+            (self.first_bad < 0) & ~torch.isfinite(loss),
+            torch.tensor(step, device=self.device),
+            self.first_bad,
+        )
+        self.window_loss += loss.float()
+        self.window_n += 1
+        self.step_losses.append(loss.float())
+        self.tokens += tokens
+
+    def report_due(self, *, last_step: bool) -> bool:
+        """PROGRESS_SECONDS since the last report, or the run's last step."""
+        return time.perf_counter() - self.last_report >= PROGRESS_SECONDS or last_step
+
+    def report(self) -> float:
+        """The mean training loss since the last report (one device sync)."""
+        self.check_finite()
+        self.last_loss = float(self.window_loss.item()) / self.window_n
+        self.window_loss.zero_()
+        self.window_n = 0
+        self.last_report = time.perf_counter()
+        return self.last_loss
+
+    def check_finite(self) -> None:
+        bad = int(self.first_bad.item())
+        if bad >= 0:
+            raise PointError(f"NaN loss at step {bad + 1}")
+
+    def final_loss(self) -> float | None:
+        """The mean loss of the steps since the last report (the last report's if none)."""
+        if self.window_n:
+            self.last_loss = float(self.window_loss.item()) / self.window_n
+        return self.last_loss
+
+    def tokens_seen(self) -> int:
+        return int(self.tokens.item())
+
+    def curve(self) -> list[float]:
+        """Every step's loss, in order (one device read)."""
+        return torch.stack(self.step_losses).tolist() if self.step_losses else []
+
+
+class _EarlyStopping:
+    """Validation checks; stop after ``patience`` checks without improvement.
+
+    The best weights are kept (a copy of the state dict) and put back by
+    ``restore_best``, so an early-stopped point is measured at its best check.
+    """
+
+    def __init__(
+        self,
+        patience: int,
+        validation: Sequence[Encoded],
+        kind: str,
+        pad_id: int,
+        device: torch.device,
+        batch_size: int,
+        autocast_dtype: torch.dtype | None,
+    ) -> None:
+        self.patience = patience
+        self.validation = validation
+        self.kind = kind
+        self.pad_id = pad_id
+        self.device = device
+        self.batch_size = batch_size
+        self.autocast_dtype = autocast_dtype
+        self.best_val: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_checks = 0
+        self.val_tokens = 0
+        self.curve: list[tuple[int, float]] = []
+        """(step, validation loss) of every check."""
+
+    def should_stop(self, model: torch.nn.Module, step: int) -> bool:
+        """Evaluate after ``step`` steps; True once ``patience`` checks went without a new best."""
+        val, _, tokens = evaluate(
+            model,
+            self.validation,
+            kind=self.kind,
+            pad_id=self.pad_id,
+            device=self.device,
+            batch_size=self.batch_size,
+            autocast_dtype=self.autocast_dtype,
+        )
+        self.val_tokens += tokens
+        self.curve.append((step, val))
+        if self.best_val is None or val < self.best_val:
+            self.best_val = val
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.bad_checks = 0
+            return False
+        self.bad_checks += 1
+        return self.bad_checks >= self.patience
+
+    def restore_best(self, model: torch.nn.Module) -> None:
+        """Put the best check's weights back (nothing when no check ran)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)

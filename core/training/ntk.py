@@ -173,17 +173,9 @@ def probe_ntk(
             max_exact_bytes,
         )
     n = int(inputs["input_ids"].shape[0])
-    if projection_dim == "auto":
-        projection_dim = auto_projection(n, num_params, elem, device, max_exact_bytes)
-        if projection_dim is not None:
-            projection = "countsketch"
-    if isinstance(projection_dim, str) or (projection_dim is not None and projection_dim < 1):
-        raise NTKError(f"projection_dim must be 'auto' or at least 1, not {projection_dim!r}")
-    if projection_dim is None and n * num_params * elem > max_exact_bytes:
-        raise NTKError(
-            f"the exact NTK would hold {n * num_params * elem / 2**30:.1f} GiB of gradients "
-            f"({n} examples x {num_params:,} parameters); set a projection_dim"
-        )
+    projection_dim, projection = _resolve_projection(
+        projection_dim, projection, n, num_params, elem, device, max_exact_bytes
+    )
     chunk = max(1, min(n, max_chunk_bytes // max(1, num_params * elem)))
 
     # Restore each submodule's own mode afterwards: model.train(flag) would, e.g.,
@@ -228,6 +220,35 @@ def probe_ntk(
         truncated=truncated,
         flops=flops,
     )
+
+
+def _resolve_projection(
+    projection_dim: int | str | None,
+    projection: str,
+    n: int,
+    num_params: int,
+    elem: int,
+    device: torch.device,
+    max_exact_bytes: int,
+) -> tuple[int | None, str]:
+    """The projection width and kind a probe of ``n`` examples runs with.
+
+    ``"auto"`` becomes :func:`auto_projection`'s choice (a count sketch when it
+    projects); an exact kernel whose gradients would not fit ``max_exact_bytes``
+    is refused with the size it would need.
+    """
+    if projection_dim == "auto":
+        projection_dim = auto_projection(n, num_params, elem, device, max_exact_bytes)
+        if projection_dim is not None:
+            projection = "countsketch"
+    if isinstance(projection_dim, str) or (projection_dim is not None and projection_dim < 1):
+        raise NTKError(f"projection_dim must be 'auto' or at least 1, not {projection_dim!r}")
+    if projection_dim is None and n * num_params * elem > max_exact_bytes:
+        raise NTKError(
+            f"the exact NTK would hold {n * num_params * elem / 2**30:.1f} GiB of gradients "
+            f"({n} examples x {num_params:,} parameters); set a projection_dim"
+        )
+    return projection_dim, projection
 
 
 def probe_flops(

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.run.executors.execute import FAULTS_ENV
 from lensllm_tui.cli import app
-from tests.processes import MODEL, ROOT, results, write_config
+from tests.processes import MODEL, ROOT, cli, finish, results, write_config
 
 pytestmark = pytest.mark.usefixtures("zoo_env")
 
@@ -83,7 +84,7 @@ def _in_namespace(script: str) -> subprocess.CompletedProcess[str]:
 
 
 def _lens(args: str) -> str:
-    return f"{sys.executable} -m lensllm_tui.cli run --no-ui {args}"
+    return f"{sys.executable} -m lensllm_tui run --no-ui {args}"
 
 
 def test_read_only_file_system_new_run_and_resume(tmp_path: Path) -> None:
@@ -126,3 +127,43 @@ def test_disk_full_mid_run_is_one_line_exit_2_and_resumes(tmp_path: Path) -> Non
     assert "again=0" in proc.stdout, again
     assert "reused" in again and "0 reused" not in again, again
     assert results(tmp_path / "kept")["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    ("executor", "fs"),
+    [("local", "full"), ("pool", "read-only")],
+)
+def test_a_worker_meeting_a_full_or_read_only_disk_stops_the_run_with_exit_2(
+    tmp_path: Path, zoo_env: Path, executor: str, fs: str
+) -> None:
+    """A worker's write (the ``write`` fault: a real write under <cache>/scratch) fails mid-run.
+
+    The disk is the machine's problem, not the model's: one line, exit 2, the
+    model is not marked failed, and a rerun on a good disk resumes.
+    """
+    scratch = zoo_env / "scratch"
+    scratch.mkdir(exist_ok=True)
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 100])
+    log = tmp_path / "run.log"
+    mount = f"mount -t tmpfs -o size=1m tmpfs {scratch}"
+    if fs == "read-only":
+        mount += f" && mount -o remount,ro {scratch}"
+    args = f"--config {cfg} --executor {executor} --workers 1"
+    proc = _in_namespace(
+        f"{mount} && {FAULTS_ENV}=write={MODEL}@50 {_lens(args)} > {log} 2>&1; echo rc=$?"
+    )
+    output = log.read_text()
+    assert "rc=2" in proc.stdout, proc.stdout + proc.stderr + output
+    line = one_error_line(2, output)
+    reason = "no space left on the device" if fs == "full" else "read-only file system"
+    assert reason in line and str(scratch) in line, line
+    assert "rerun with the same --out to resume" in line, line
+    assert "model failed" not in output, output
+    assert "[2/4]" in output  # mid-run: the points before the fault were stored
+    assert [m["failed"] for m in results(out)["models"]] == [None]
+    if executor != "local":
+        return  # resuming is the same for every executor; once is enough for the suite's time
+    code, again = finish(cli("run", "--no-ui", "--config", str(cfg), env={FAULTS_ENV: ""}))
+    assert code == 0, again
+    assert "2 reused" in again, again

@@ -78,6 +78,113 @@ def test_second_ctrl_c_exits_130_at_once_whatever_the_run_is_doing(
     assert "terminate called" not in output and "Traceback" not in output
 
 
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler for ``sig`` (the SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(int(ln.split()[1], 16) for ln in status.splitlines() if ln.startswith("SigCgt:"))
+    return bool(mask >> (int(sig) - 1) & 1)
+
+
+def _command(*args: str) -> subprocess.Popen[str]:
+    """The installed ``lensllm-tui`` script when there is one (pyproject's entry point)."""
+    script = Path(sys.executable).parent / "lensllm-tui"
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "lensllm_tui"]
+    return subprocess.Popen(
+        [*head, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_a_signal_while_the_command_starts_exits_130_without_a_traceback(
+    tmp_path: Path, sig: signal.Signals, delay: float
+) -> None:
+    """Ctrl-C or SIGTERM in the first instants, while typer builds the flags and the
+    imports run: exit 130, no KeyboardInterrupt traceback, no death by signal."""
+    cfg = write_config(tmp_path / "run.toml", tmp_path / "out", [MODEL], [25])
+    proc = _command("run", "--no-ui", "--config", str(cfg))
+    wait_until(lambda: _catches(proc.pid, signal.SIGTERM) or proc.poll() is not None, 30)
+    time.sleep(delay)  # 0: the entry point has just taken the signals; the CLI imports next
+    proc.send_signal(sig)
+    code, output = finish(proc)
+    assert code == 130, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+
+
+def test_sigterm_as_the_final_tables_print_exits_130_with_the_run_finished(
+    tmp_path: Path,
+) -> None:
+    """After the run has finished (tables printing, then the interpreter's teardown):
+    SIGTERM exits 130 as it does mid-run, and results.json stays "finished"."""
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50])
+    proc = cli("run", "--no-ui", "--config", str(cfg))
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("Ranking"):  # the run has ended; its tables are printing
+            proc.send_signal(signal.SIGTERM)
+            break
+    code, rest = finish(proc)
+    output = "".join(seen) + rest
+    assert code == 130, output
+    assert "Traceback" not in output, output
+    assert results(out)["status"] == "finished"
+    assert (out / "curves.csv").is_file()
+
+
+def test_sigterm_to_a_finished_dashboard_exits_130_and_keeps_it_finished(
+    tmp_path: Path,
+) -> None:
+    """Both front ends agree: a stop signal after the run finished exits 130, "finished" kept."""
+    out = tmp_path / "out"
+    cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25])
+    proc, master, screen = _dashboard(cfg)
+    try:
+        wait_until(
+            lambda: (out / "results.json").is_file() and results(out)["status"] == "finished",
+            what="the run to finish",
+        )
+        time.sleep(0.5)  # the dashboard shows the ranking
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        _close(proc, master)
+    assert code == 130, b"".join(screen)[-2000:]
+    assert results(out)["status"] == "finished"
+
+
+def _dashboard(cfg: Path) -> tuple[subprocess.Popen[bytes], int, list[bytes]]:
+    """The real app on a pseudo-terminal (what it draws collects in the returned list)."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lensllm_tui", "run", "--autostart", "--config", str(cfg)],
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env_with(TERM="xterm-256color"),
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen: list[bytes] = []
+    threading.Thread(target=_drain, args=(master, screen), daemon=True).start()
+    return proc, master, screen
+
+
+def _close(proc: subprocess.Popen[bytes], master: int) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    with contextlib.suppress(OSError):
+        os.close(master)
+
+
 def _drain(fd: int, sink: list[bytes]) -> None:
     while True:
         try:
@@ -93,31 +200,13 @@ def test_sigterm_to_the_dashboard_cancels_the_run_and_exits_130(tmp_path: Path) 
     """The real app on a pseudo-terminal, sent SIGTERM mid-run as `docker stop` would."""
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50, 100, 200])
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lensllm_tui.cli", "run", "--autostart", "--config", str(cfg)],
-        cwd=ROOT,
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env_with(TERM="xterm-256color"),
-        start_new_session=True,
-    )
-    os.close(slave)
-    screen: list[bytes] = []
-    reader = threading.Thread(target=_drain, args=(master, screen), daemon=True)
-    reader.start()
+    proc, master, screen = _dashboard(cfg)
     try:
         wait_until(lambda: stored_points(out) >= 1, what="a first finished point")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(OSError):
-            os.close(master)
+        _close(proc, master)
     assert code == 130, b"".join(screen)[-2000:]
     assert results(out)["status"] == "cancelled"
     assert 1 <= stored_points(out) < 5
@@ -128,10 +217,11 @@ def test_a_signal_ignored_by_the_parent_stays_ignored() -> None:
     from lensllm_tui.signals import stop_on_signals
 
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    term = signal.getsignal(signal.SIGTERM)  # whatever an earlier in-process test left (Ray's)
     try:
-        with stop_on_signals(threading.Event(), print):
+        with stop_on_signals(threading.Event(), print) as stop:
             assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+            assert signal.getsignal(signal.SIGTERM) == stop._handler
+        assert signal.getsignal(signal.SIGTERM) is term
     finally:
         signal.signal(signal.SIGINT, before)

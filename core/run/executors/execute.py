@@ -9,8 +9,11 @@ after every point, so the next point of the same model skips the load.
 ``LENSLLM_TUI_FAULTS`` injects faults on a job's first attempt, for the tests
 and benchmarks/fault drills: a comma-separated list of ``oom=MODEL@SIZE``
 (raise ``torch.cuda.OutOfMemoryError`` at the first progress report, as a real
-CUDA allocator failure would mid-step) and ``kill=MODEL@SIZE`` (SIGKILL the
-worker process there). The variable is read by the worker, so it reaches pool
+CUDA allocator failure would mid-step), ``kill=MODEL@SIZE`` (SIGKILL the
+worker process there) and ``write=MODEL@SIZE`` (write a scratch file of
+``SCRATCH_BYTES`` under ``<cache>/scratch`` there, as a worker that downloads
+or caches would: on a full or read-only disk the kernel's ENOSPC or EROFS is
+what the job meets). The variable is read by the worker, so it reaches pool
 processes and local Ray workers through their inherited environment.
 """
 
@@ -23,7 +26,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import Cancelled, OutOfMemory, PointError, one_line
+from core.errors import Cancelled, OutOfMemory, PointError, one_line, os_error_line, unwritable
 from core.run.executors.jobs import JobDone, JobFailed, JobProgress, PointJob, ProbeResult
 
 FAULTS_ENV = "LENSLLM_TUI_FAULTS"
@@ -38,9 +41,31 @@ def parse_faults(text: str) -> dict[tuple[str, int], str]:
     for item in text.split(","):
         action, _, target = item.strip().partition("=")
         model, _, size = target.rpartition("@")
-        if action in ("oom", "kill") and model and size.lstrip("-").isdigit():
+        if action in ("oom", "kill", "write") and model and size.lstrip("-").isdigit():
             out[(model, int(size))] = action
     return out
+
+
+SCRATCH_BYTES = 4 << 20
+"""What a ``write`` fault writes: more than a small test file system holds."""
+
+
+def write_scratch() -> None:
+    """Write (and remove) ``SCRATCH_BYTES`` under ``<cache>/scratch``; the OS's error if it cannot."""
+    from core.paths import cache_root
+
+    folder = cache_root() / "scratch"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"fault-{os.getpid()}.bin"
+    try:
+        with path.open("wb") as fh:
+            fh.write(os.urandom(SCRATCH_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:  # name the file, as a library's own write error would
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def cuda_memory(device: Any) -> tuple[int | None, int | None]:
@@ -116,6 +141,8 @@ class JobRunner:
         except Exception as exc:  # the job's own failure: reported, the worker goes on
             if cancel.is_set():
                 return JobFailed(job.id, self.worker, "cancelled", "cancelled")
+            if (full := unwritable(exc)) is not None:  # the machine's problem, not the model's
+                return JobFailed(job.id, self.worker, os_error_line(full), "disk")
             return JobFailed(job.id, self.worker, one_line(exc), "error")
 
     def _model(self, job: PointJob) -> Any:
@@ -142,6 +169,8 @@ class JobRunner:
         def on_progress(step: int, total: int, loss: float) -> None:
             if fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "write":
+                write_scratch()
             if fault == "oom":
                 import torch
 

@@ -16,9 +16,10 @@ from core.config import DataConfig, NTKConfig, TrainConfig
 from core.science.spectrum import NTKSpectrum
 from core.training.models import ModelSpec
 
-CAUSES = ("error", "oom", "lost", "cancelled")
+CAUSES = ("error", "oom", "lost", "cancelled", "disk")
 """Why a job failed: its own error (the model fails), out of memory (retried with
-smaller micro-batches), its worker died (retried elsewhere), or it was cancelled."""
+smaller micro-batches), its worker died (retried elsewhere), it was cancelled, or
+a write found the disk full or read-only (the machine's problem: the run stops)."""
 
 
 @dataclass(frozen=True)
