@@ -311,6 +311,9 @@ class AdaptivePolicy:
         """Halving: the compute each survivor may have spent by the end of this round."""
         self._round = 0
         self._round_points = 0
+        self._ahead: set[tuple[str, int]] = set()
+        """Halving: points started ahead of the next round (``_speculate``); they become
+        that round's points when it starts, and do not hold up judging this one."""
 
     # --- costs -----------------------------------------------------------------
 
@@ -327,7 +330,8 @@ class AdaptivePolicy:
         return sum(s.unit_cost for s in self._states.values()) * sum(self.ladder)
 
     def _remaining_cost(self, st: _State) -> float:
-        return st.unit_cost * sum(s for s in self.ladder if s > st.top)
+        # past what is measured or in flight: a point already running is spent, not saved
+        return st.unit_cost * sum(s for s in self.ladder if s > st.reach)
 
     # --- schedule --------------------------------------------------------------
 
@@ -474,18 +478,34 @@ class AdaptivePolicy:
                 size = self._next_size(st)
                 assert size is not None
                 return st.model, size
-            if self._in_flight():  # the round's last points are not in: do not judge yet
+            if self._round_in_flight():  # the round's last points are not in: do not judge yet
                 return self._speculate(climbing)
             if self._round_points > 0:  # a round ran: keep the best 1/eta
                 self._halve()
                 continue
-            rounds_left = max(1, math.ceil(math.log(len(alive)) / math.log(self.config.eta)))
-            spare = self._budget() - self.cost - self._pending_cost()
-            raise_by = spare / (rounds_left * len(alive))
-            self._round += 1
-            self._level = max(self._level + raise_by, min(c for c, _ in climbing))
+            self._start_round(alive, climbing)
         self._stop_reason = "halving made no progress"  # pragma: no cover - defensive
         return None
+
+    def _start_round(self, alive: list[_State], climbing: list[tuple[float, _State]]) -> None:
+        """Raise the compute level by the remaining budget over (rounds left x survivors).
+
+        Points started early for this round (``_speculate``) become its own: the
+        level is set from the spend before them, as a sequential run would see it,
+        and the round counts them, so it ends with a halving even if nothing more
+        fits under the level. Without them the level rises at least to the cheapest
+        next point, so every round makes progress.
+        """
+        early = [(m, s) for m, s in self._ahead if self._states[m].status != "eliminated"]
+        early_cost = sum(self._states[m].unit_cost * s for m, s in early)
+        rounds_left = max(1, math.ceil(math.log(len(alive)) / math.log(self.config.eta)))
+        spare = self._budget() - self.cost - self._pending_cost() + early_cost
+        self._level += spare / (rounds_left * len(alive))
+        if not early:
+            self._level = max(self._level, min(c for c, _ in climbing))
+        self._round += 1
+        self._round_points = len(early)
+        self._ahead.clear()
 
     def _halve(self) -> None:
         """End a round: survivors past the best ceil(n/eta) get no more compute.
@@ -518,26 +538,44 @@ class AdaptivePolicy:
         value = st.estimate.predicted if usable else math.inf  # type: ignore[union-attr]
         return (value, self._order.index(st.model))  # type: ignore[return-value]
 
+    def _round_in_flight(self) -> bool:
+        """Whether a point of this round (or of the warm-up) is handed out and not observed."""
+        return any(
+            (st.model, size) not in self._ahead
+            for st in self._states.values()
+            for size in st.pending
+        )
+
     def _speculate(self, climbing: list[tuple[float, _State]]) -> tuple[str, int] | None:
         """The round is spent but some of its points are still in flight: keep workers busy.
 
         Halving waits for those points before it ranks the survivors; meanwhile
         the next rung of a model that would survive on the current predictions
-        (one of the best ceil(n/eta), with nothing in flight itself) may start.
-        If the late points change the ranking and that model is eliminated after
-        all, its speculative point is charged anyway: that is the price of
-        keeping every worker busy. None when no likely survivor can climb (the
-        runner waits for the points in flight).
+        (one of the best ceil(n/eta), with nothing in flight itself) may start,
+        one rung ahead per model. Such a point belongs to the next round: it does
+        not hold up this round's judgement, and when the next round starts its
+        cost is part of what the model has spent. If the late points change the
+        ranking and that model is eliminated after all, its speculative point is
+        charged anyway: that is the price of keeping every worker busy. None when
+        no likely survivor can climb (the runner waits for the points in flight).
         """
         alive = self._alive()
         keep = max(1, math.ceil(len(alive) / self.config.eta))
         likely = {st.model for st in sorted(alive, key=self._rank_key)[:keep]}
-        options = [(c, st) for c, st in climbing if st.model in likely and not st.pending]
+        ahead = {model for model, _ in self._ahead}
+        options = [
+            (c, st)
+            for c, st in climbing
+            if st.model in likely and not st.pending and st.model not in ahead
+        ]
         if not options:
             return None
         _, st = min(options, key=lambda cs: (cs[0], self._order.index(cs[1].model)))
         size = self._next_size(st)
-        return (st.model, size) if size is not None else None
+        if size is None:
+            return None
+        self._ahead.add((st.model, size))
+        return st.model, size
 
     def _judged(self, st: _State) -> bool:
         """Whether a model's prediction is solid enough to eliminate it or be compared."""
