@@ -33,8 +33,10 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     (
         "LENSLLM_TUI_FAULTS",
-        "fault drills for the executors: `oom=MODEL@SIZE` (a CUDA out-of-memory error) and "
-        "`kill=MODEL@SIZE` (SIGKILL of the worker) on a point's first attempt",
+        "fault drills for the executors: `oom=MODEL@SIZE` (a CUDA out-of-memory error), "
+        "`kill=MODEL@SIZE` (SIGKILL of the worker), `write=MODEL@SIZE` (a 4 MiB scratch file "
+        "under the cache) and `slow=MODEL@SIZE` (a straggler held 3 s) on a point's first "
+        "attempt",
     ),
     (
         "COLUMNS",

@@ -276,7 +276,8 @@ class AdaptivePolicy:
         return sum(s.unit_cost for s in self._states.values()) * sum(self.ladder)
 
     def _remaining_cost(self, st: ModelState) -> float:
-        return st.unit_cost * sum(s for s in self.ladder if s > st.top)
+        # past what is measured or in flight: a point already running is spent, not saved
+        return st.unit_cost * sum(s for s in self.ladder if s > st.reach)
 
     # --- next point ------------------------------------------------------------
 

@@ -186,6 +186,9 @@ class Halving:
         """The compute each survivor may have spent by the end of this round."""
         self.round = 0
         self.round_points = 0
+        self.ahead: set[tuple[str, int]] = set()
+        """Points started ahead of the next round (``speculate``); they become that
+        round's points when it starts, and do not hold up judging this one."""
 
     def pick(self, board: Board, active: list[ModelState]) -> Pick:
         rank = board.rank_of
@@ -216,23 +219,42 @@ class Halving:
                 size = board.next_size(st)
                 assert size is not None
                 return st.model, size
-            if board.in_flight():  # the round's last points are not in: do not judge yet
+            if self.round_in_flight(board):  # the round's last points are not in: do not judge yet
                 return self.speculate(board, climbing)
             if self.round_points > 0:  # a round ran: keep the best 1/eta
                 self.halve(board)
                 continue
-            self.raise_level(board, alive, climbing)
+            self.start_round(board, alive, climbing)
         return "halving made no progress"  # pragma: no cover - defensive
 
-    def raise_level(
+    def start_round(
         self, board: Board, alive: list[ModelState], climbing: list[tuple[float, ModelState]]
     ) -> None:
-        """Start a round: the spare budget spread over the rounds and survivors left."""
+        """Raise the compute level by the remaining budget over (rounds left x survivors).
+
+        Points started early for this round (``speculate``) become its own: the
+        level is set from the spend before them, as a sequential run would see it,
+        and the round counts them, so it ends with a halving even if nothing more
+        fits under the level. Without them the level rises at least to the cheapest
+        next point, so every round makes progress.
+        """
+        states = {st.model: st for st in board.states()}
+        early = [(m, s) for m, s in self.ahead if states[m].status != "eliminated"]
+        early_cost = sum(states[m].unit_cost * s for m, s in early)
         rounds_left = max(1, math.ceil(math.log(len(alive)) / math.log(self.eta)))
-        spare = board.budget() - board.cost - board.pending_cost()
-        raise_by = spare / (rounds_left * len(alive))
+        spare = board.budget() - board.cost - board.pending_cost() + early_cost
+        self.level += spare / (rounds_left * len(alive))
+        if not early:
+            self.level = max(self.level, min(c for c, _ in climbing))
         self.round += 1
-        self.level = max(self.level + raise_by, min(c for c, _ in climbing))
+        self.round_points = len(early)
+        self.ahead.clear()
+
+    def round_in_flight(self, board: Board) -> bool:
+        """Whether a point of this round (or of the warm-up) is handed out and not observed."""
+        return any(
+            (st.model, size) not in self.ahead for st in board.states() for size in st.pending
+        )
 
     def ranked(self, board: Board) -> list[ModelState]:
         """Survivors by predicted target loss (no usable prediction last)."""
@@ -263,21 +285,31 @@ class Halving:
 
         Halving waits for those points before it ranks the survivors; meanwhile
         the next rung of a model that would survive on the current predictions
-        (one of the best ceil(n/eta), with nothing in flight itself) may start.
-        If the late points change the ranking and that model is eliminated after
-        all, its speculative point is charged anyway: that is the price of
-        keeping every worker busy. None when no likely survivor can climb (the
-        runner waits for the points in flight).
+        (one of the best ceil(n/eta), with nothing in flight itself) may start,
+        one rung ahead per model. Such a point belongs to the next round: it does
+        not hold up this round's judgement, and when the next round starts its
+        cost is part of what the model has spent. If the late points change the
+        ranking and that model is eliminated after all, its speculative point is
+        charged anyway: that is the price of keeping every worker busy. None when
+        no likely survivor can climb (the runner waits for the points in flight).
         """
         ranked = self.ranked(board)
         keep = max(1, math.ceil(len(ranked) / self.eta))
         likely = {st.model for st in ranked[:keep]}
-        options = [(c, st) for c, st in climbing if st.model in likely and not st.pending]
+        ahead = {model for model, _ in self.ahead}
+        options = [
+            (c, st)
+            for c, st in climbing
+            if st.model in likely and not st.pending and st.model not in ahead
+        ]
         if not options:
             return None
         _, st = min(options, key=lambda cs: (cs[0], board.rank_of(cs[1].model)))
         size = board.next_size(st)
-        return (st.model, size) if size is not None else None
+        if size is None:
+            return None
+        self.ahead.add((st.model, size))
+        return st.model, size
 
 
 def make_schedule(name: str, *, min_points: int, eta: int, cap: float | None) -> Schedule:

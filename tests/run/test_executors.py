@@ -240,9 +240,9 @@ def test_ray_missing_is_one_line_naming_the_extra(
     assert str(err.value) == "--executor ray needs Ray: pip install 'lensllm-tui[ray]'"
 
 
-def test_ray_local_instance_gives_the_local_losses_on_fake_gpus(
-    task: TaskData, specs: list[ModelSpec], reference: dict[int, float], no_faults: None
-) -> None:
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[object]:
+    """One real local Ray instance for the module, with two fake GPUs (Ray's num_gpus on init)."""
     ray = pytest.importorskip("ray")
     ray.init(
         num_cpus=2,
@@ -251,17 +251,84 @@ def test_ray_local_instance_gives_the_local_losses_on_fake_gpus(
         log_to_driver=False,
         object_store_memory=80 * 2**20,
     )
-    try:
-        ex = make_executor(ExecutorConfig(backend="ray", workers=2, threads=1), task, "cpu")
-        with ex:
-            for job in jobs_for(specs, task):
-                ex.submit(job)
-            updates = drain(ex, len(reference))
-            devices = sorted(w.device for w in ex.workers())
-        got = losses(updates)
-        for job_id, loss in reference.items():
-            assert math.isclose(got[job_id], loss, abs_tol=1e-5), job_id
-        # one fake GPU each: Ray placed the two actors on different GPU ids
-        assert [d.split(" gpu ")[1][:1] for d in devices] == ["0", "1"], devices
-    finally:
-        ray.shutdown()
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow  # the node-loss test below checks the same losses, after a death
+def test_ray_local_instance_gives_the_local_losses_on_fake_gpus(
+    task: TaskData,
+    specs: list[ModelSpec],
+    reference: dict[int, float],
+    no_faults: None,
+    ray_instance: object,
+) -> None:
+    ex = make_executor(ExecutorConfig(backend="ray", workers=2, threads=1), task, "cpu")
+    with ex:
+        for job in jobs_for(specs, task):
+            ex.submit(job)
+        updates = drain(ex, len(reference))
+        devices = sorted(w.device for w in ex.workers())
+    got = losses(updates)
+    for job_id, loss in reference.items():
+        assert math.isclose(got[job_id], loss, abs_tol=1e-5), job_id
+    # one fake GPU each: Ray placed the two actors on different GPU ids
+    assert [d.split(" gpu ")[1][:1] for d in devices] == ["0", "1"], devices
+
+
+def test_a_ray_worker_killed_mid_point_is_retried_elsewhere_until_the_limit(
+    task: TaskData,
+    specs: list[ModelSpec],
+    reference: dict[int, float],
+    monkeypatch: pytest.MonkeyPatch,
+    ray_instance: object,
+) -> None:
+    """Actor processes die mid-point as on a lost node: SIGKILL, from inside and from outside.
+
+    gpt2-s@48 kills its own actor at its first step (the fault drill, first attempt
+    only), so its one retry finishes on another actor. A long llama-s point has its
+    actor killed by the driver on every attempt, so after the one retry allowed it
+    fails as lost, naming the death. Every other point is untouched, and every
+    finished point has the in-process loss.
+    """
+    doomed = PointJob(
+        9, specs[1], 16, TrainConfig(batch_size=4, min_steps=400), DATA, task.fingerprint
+    )
+    jobs = [*jobs_for(specs, task), doomed]
+    victim = next(j for j in jobs if j.spec == specs[0] and j.size == 48)
+    monkeypatch.setenv(FAULTS_ENV, f"kill={victim.model}@{victim.size}")
+    killed: list[tuple[int, str]] = []  # (attempt, worker) of the doomed job's kills
+
+    def kill_doomed(ex: Executor, u: object) -> None:
+        if not isinstance(u, JobProgress) or u.job_id != doomed.id:
+            return
+        slot = next(s for s in ex.slots if s.job is not None and s.job.id == doomed.id)
+        if len(killed) < slot.job.attempt:  # once per attempt: later progress is stale
+            killed.append((slot.job.attempt, slot.name))
+            os.kill(slot.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+
+    ex = make_executor(ExecutorConfig(backend="ray", workers=2, threads=1, retries=1), task, "cpu")
+    with ex:
+        for job in jobs:
+            ex.submit(job)
+        updates = drain(ex, len(jobs), on_update=kill_doomed)
+        ex.poll(0.1)  # the last dead actor is replaced on the next poll
+        alive = {w.name for w in ex.workers() if w.alive}
+    ran = {u.job_id: u.worker for u in updates if isinstance(u, JobDone)}
+    retried = {u.job.id: u for u in updates if isinstance(u, JobRetried)}
+    failed = {u.job_id: u for u in updates if isinstance(u, JobFailed)}
+    # the self-killed point: one retry, on another actor, with the in-process loss
+    again = retried[victim.id]
+    assert again.job.attempt == 2 and "died" in again.reason and again.worker in again.reason
+    assert ran[victim.id] != again.worker
+    # the point killed from outside: retried once, then failed as lost
+    assert [a for a, _ in killed] == [1, 2] and killed[0][1] != killed[1][1]
+    assert retried[doomed.id].job.attempt == 2
+    assert set(failed) == {doomed.id} and failed[doomed.id].cause == "lost"
+    assert f"Ray worker {killed[1][1]}" in failed[doomed.id].reason
+    got = losses(updates)
+    assert set(got) == set(reference), "every other point finished"
+    for job_id, loss in reference.items():
+        assert math.isclose(got[job_id], loss, abs_tol=1e-5), job_id
+    dead = {again.worker, *(name for _, name in killed)}
+    assert len(dead) == 3 and len(alive) == 2 and not alive & dead, "fresh actors took their places"

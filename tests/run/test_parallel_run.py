@@ -17,8 +17,23 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DataConfig, ExecutorConfig, NTKConfig, RunConfig, TrainConfig
-from core.events import PointFinished, PointRetried, RunFinished, WorkersUpdated
+from core.config import (
+    AdaptiveRunConfig,
+    DataConfig,
+    ExecutorConfig,
+    NTKConfig,
+    RunConfig,
+    TrainConfig,
+)
+from core.events import (
+    ModelEliminated,
+    PointFinished,
+    PointRetried,
+    PointStarted,
+    PolicyStopped,
+    RunFinished,
+    WorkersUpdated,
+)
 from core.paths import STORE_NAME
 from core.run.executors.execute import FAULTS_ENV
 from core.run.runner import run_events
@@ -74,6 +89,7 @@ def test_pool_run_gives_the_local_losses(
     assert events[-1].ranking[0].model == reference[-1].ranking[0].model  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # test_executors.py's Ray node-loss test checks the losses by default
 def test_ray_run_on_fake_gpus_gives_the_local_losses(
     reference: list[object], tmp_path: Path, no_faults: None
 ) -> None:
@@ -96,6 +112,75 @@ def test_ray_run_on_fake_gpus_gives_the_local_losses(
         assert got[point] == pytest.approx(loss, abs=1e-5), point
     devices = {w.device for e in events if isinstance(e, WorkersUpdated) for w in e.workers}
     assert any(" gpu 0" in d for d in devices) and any(" gpu 1" in d for d in devices)
+
+
+def adaptive(out: Path, backend: str = "local", **executor: object) -> RunConfig:
+    """Successive halving over three tiny models: t5-s trails and goes after round 1."""
+    cfg = config(out, backend, **executor)
+    cfg.models = ["tiny:gpt2-s", "tiny:llama-s", "tiny:t5-s"]
+    cfg.sizes, cfg.target = [25, 50, 100, 200], 1600
+    cfg.train = TrainConfig(batch_size=8, min_steps=2)
+    cfg.ntk = NTKConfig(enabled=False)
+    cfg.policy, cfg.adaptive = "adaptive", AdaptiveRunConfig(schedule="halving")
+    return cfg
+
+
+def test_adaptive_run_on_two_workers_makes_the_sequential_decisions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out-of-order results, both workers busy, the same eliminations, pick and compute.
+
+    t5-s's 100 is the warm-up's last point and a straggler (held 3 s), so the
+    other worker finishes first and, with round 1 not judged yet, starts the next
+    rung (200) of the likely survivors: gpt2-s and llama-s. Those are round-1
+    points started early; when t5-s's result lands, round 1 counts them and
+    halving drops t5-s exactly as the sequential run does, which also trains
+    both at 200, so the compute charged is the same.
+    """
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    seq = list(run_events(adaptive(tmp_path / "local")))
+    monkeypatch.setenv(FAULTS_ENV, "slow=tiny:t5-s@100")
+    par = list(run_events(adaptive(tmp_path / "pool", "pool", workers=2, threads=1)))
+    for events in (seq, par):
+        assert isinstance(events[-1], RunFinished) and not events[-1].failed
+    started = [(e.model, e.size) for e in par if isinstance(e, PointStarted)]
+    finished = [(e.model, e.size) for e in par if isinstance(e, PointFinished)]
+    assert finished != started, "results came back out of order"
+    assert {e.worker for e in par if isinstance(e, PointFinished)} == {"w0", "w1"}
+    flying = peak = 0
+    for e in par:
+        flying += isinstance(e, PointStarted) - isinstance(e, PointFinished)
+        peak = max(peak, flying)
+    assert peak == 2, "both workers trained at once"
+
+    # the next rung of both survivors started while the straggler ran, before the judgement
+    def at(kind: type, model: str, size: int) -> int:
+        return next(
+            i
+            for i, e in enumerate(par)
+            if isinstance(e, kind) and (e.model, e.size) == (model, size)
+        )
+
+    landed = at(PointFinished, "tiny:t5-s", 100)
+    early = [at(PointStarted, m, 200) for m in ("tiny:gpt2-s", "tiny:llama-s")]
+    assert at(PointStarted, "tiny:t5-s", 100) < min(early) and max(early) < landed
+    gone = next(i for i, e in enumerate(par) if isinstance(e, ModelEliminated))
+    assert landed < gone and par[gone].model == "tiny:t5-s"  # type: ignore[attr-defined]
+    # the same decisions as one worker: points, losses, eliminations, charge and pick
+    assert sorted(finished) == sorted(
+        (e.model, e.size) for e in seq if isinstance(e, PointFinished)
+    )
+    want = losses(seq)
+    for point, loss in losses(par).items():
+        assert loss == pytest.approx(want[point], abs=1e-5), point
+
+    def verdict(events: list[object]) -> tuple[object, ...]:
+        stop = next(e for e in events if isinstance(e, PolicyStopped))
+        return stop.eliminated, stop.compute_saved, stop.cost_fraction  # type: ignore[attr-defined]
+
+    assert verdict(par)[0] == verdict(seq)[0] and len(verdict(seq)[0]) == 1  # type: ignore[arg-type]
+    assert verdict(par)[1:] == pytest.approx(verdict(seq)[1:], rel=1e-9)
+    assert [r.model for r in par[-1].ranking] == [r.model for r in seq[-1].ranking]  # type: ignore[attr-defined]
 
 
 def test_a_worker_killed_mid_point_is_retried_and_the_run_has_every_point(

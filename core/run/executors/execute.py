@@ -10,11 +10,13 @@ after every point, so the next point of the same model skips the load.
 and benchmarks/fault drills: a comma-separated list of ``oom=MODEL@SIZE``
 (raise ``torch.cuda.OutOfMemoryError`` at the first progress report, as a real
 CUDA allocator failure would mid-step), ``kill=MODEL@SIZE`` (SIGKILL the
-worker process there) and ``write=MODEL@SIZE`` (write a scratch file of
+worker process there), ``write=MODEL@SIZE`` (write a scratch file of
 ``SCRATCH_BYTES`` under ``<cache>/scratch`` there, as a worker that downloads
 or caches would: on a full or read-only disk the kernel's ENOSPC or EROFS is
-what the job meets). The variable is read by the worker, so it reaches pool
-processes and local Ray workers through their inherited environment.
+what the job meets) and ``slow=MODEL@SIZE`` (hold the point there for
+``STRAGGLER_SECONDS``: a straggler, whose result comes in after later points').
+The variable is read by the worker, so it reaches pool processes and local Ray
+workers through their inherited environment.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from core.run.executors.jobs import JobDone, JobFailed, JobProgress, PointJob, P
 
 FAULTS_ENV = "LENSLLM_TUI_FAULTS"
 """Environment variable naming the faults a worker injects (see the module docstring)."""
+FAULTS = ("oom", "kill", "write", "slow")
+STRAGGLER_SECONDS = 3.0
+"""How long a ``slow`` fault holds its point at the first progress report."""
 
 ProgressSink = Callable[[JobProgress], None]
 
@@ -41,7 +46,7 @@ def parse_faults(text: str) -> dict[tuple[str, int], str]:
     for item in text.split(","):
         action, _, target = item.strip().partition("=")
         model, _, size = target.rpartition("@")
-        if action in ("oom", "kill", "write") and model and size.lstrip("-").isdigit():
+        if action in FAULTS and model and size.lstrip("-").isdigit():
             out[(model, int(size))] = action
     return out
 
@@ -166,7 +171,12 @@ class JobRunner:
 
         fault = self._faults.get((job.model, job.size)) if job.attempt == 1 else None
 
+        held = threading.Event()  # a straggler holds once, at its first report
+
         def on_progress(step: int, total: int, loss: float) -> None:
+            if fault == "slow" and not held.is_set():
+                held.set()
+                cancel.wait(STRAGGLER_SECONDS)
             if fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
             if fault == "write":

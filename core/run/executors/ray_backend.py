@@ -20,6 +20,7 @@ one place). The task data goes once into the object store; actors fetch it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -221,6 +222,8 @@ class RayExecutor(Executor):
         except self.ray.exceptions.RayError as exc:  # the actor or its node died
             a.alive, a.ready = False, False
             self.death = f"Ray worker {a.name} ({a.device}) died: {one_line(exc)}"
+            with contextlib.suppress(Exception):  # one only unreachable must free its resources
+                self.ray.kill(a.handle, no_restart=True)
             return [JobFailed(a.job.id, a.name, self.death, "lost")] if a.job else []
         if a.job is None:  # the info call of a starting actor
             a.device, a.pid = got
