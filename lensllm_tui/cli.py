@@ -139,21 +139,22 @@ def run(
             raise fail(str(exc)) from None
         given["out_dir"] = str(resume)
     cfg = build_config(config, given)
+    from lensllm_tui.signals import exit_now
+
     if no_ui:
         from lensllm_tui.headless import run_headless
-        from lensllm_tui.signals import EXIT_CANCELLED, abort_now
 
         code = run_headless(cfg)
-        if code == EXIT_CANCELLED:
-            # Everything is written; exit now rather than through seconds of torch
-            # teardown, during which Python resets SIGINT and a second Ctrl-C kills (-2).
-            abort_now()
-        raise typer.Exit(code)
-    from lensllm_tui.app import make_app
+    else:
+        from lensllm_tui.app import make_app
 
-    lens = make_app(cfg, autostart=autostart)
-    lens.run()
-    raise typer.Exit(lens.return_code or 0)
+        lens = make_app(cfg, autostart=autostart)
+        lens.run()
+        code = lens.return_code or 0
+    # Everything is written; exit now rather than through seconds of torch teardown,
+    # during which Python resets the signals and a Ctrl-C or SIGTERM kills (-2, -15).
+    exit_now(code)
+    raise typer.Exit(code)
 
 
 def _with_config_flags(command: Callable[..., None]) -> Callable[..., None]:

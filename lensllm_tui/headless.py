@@ -287,6 +287,8 @@ class ConsoleView:
         out = Path(ev.out_dir)
         c.print(f"results: {escape(str(out / RESULTS_NAME))}", highlight=False)
         c.print(f"curves:  {escape(str(out / CURVES_NAME))}", highlight=False)
+        if not self.live:
+            c.file.flush()  # a log or a pipe (| tee) gets the tables now, not at exit
 
     def _early_leader_note(self) -> str | None:
         """Who leads at the smallest ladder size against who is predicted to win."""

@@ -39,6 +39,25 @@ def abort_now(say: Callable[[str], None] | None = None) -> None:
     os._exit(EXIT_CANCELLED)
 
 
+_COMMAND = False
+"""True in the ``lensllm-tui`` command itself (set by ``exit_quietly_on_signals``)."""
+
+
+def exit_now(code: int) -> None:
+    """End the command with ``code`` now that everything is written, skipping the teardown.
+
+    Python's finalisation puts the default signal dispositions back while torch
+    tears down (seconds), so a Ctrl-C or SIGTERM there would kill the process
+    (-2, -15) instead of exiting 130. Only the command exits here: an in-process
+    caller (a test) gets the code back, except for 130, which always ends at once.
+    """
+    if _COMMAND or code == EXIT_CANCELLED:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(code)
+
+
 def exit_quietly_on_signals() -> None:
     """From now on SIGINT and SIGTERM exit 130 at once, without a traceback.
 
@@ -48,6 +67,9 @@ def exit_quietly_on_signals() -> None:
     tears torch down, also exits 130 (everything is written by then). A signal
     ignored by whoever started us (nohup, a background job) stays ignored.
     """
+
+    global _COMMAND
+    _COMMAND = True
 
     def quit_now(signum: int, frame: FrameType | None) -> None:
         abort_now()

@@ -17,6 +17,8 @@ messages, the loss on the completion's); ``messages`` (a list of
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,52 @@ def _from_file(path: Path, cfg: DataConfig, what: str) -> Any:
             **options,
         )
     except Exception as exc:
-        raise DataError(f"{path}: cannot read as {builder} ({one_line(exc)})") from exc
+        raise DataError(_unreadable(path, builder, exc)) from exc
+
+
+def _unreadable(path: Path, builder: str, exc: BaseException) -> str:
+    """Why ``datasets`` could not read a local file: the first bad line when one is to blame.
+
+    ``datasets`` says "An error occurred while generating the dataset"; the line
+    that is not UTF-8, or (JSON lines) not a JSON object, is what a user can fix.
+    The scan reads line by line (bounded memory) and only plain, uncompressed files.
+    """
+    plain = path.suffix.lower() in LOCAL_FORMATS and builder != "parquet"
+    if plain:
+        with contextlib.suppress(OSError):
+            found = _first_bad_line(path, json_lines=path.suffix.lower() == ".jsonl")
+            if found is not None:
+                return found
+    while type(exc).__name__ == "DatasetGenerationError" and exc.__cause__ is not None:
+        exc = exc.__cause__  # what went wrong, not that something did
+    return f"{path}: cannot read as {builder} ({one_line(exc)})"
+
+
+def _first_bad_line(path: Path, *, json_lines: bool) -> str | None:
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return (
+                    f"{path}:{number}: not UTF-8 text (byte 0x{raw[bad.start]:02x} at column "
+                    f"{bad.start + 1}); save the file as UTF-8"
+                )
+            if not json_lines or not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                return (
+                    f"{path}:{number}: cannot read as JSON lines: not JSON ({one_line(err)});"
+                    " one object a line"
+                )
+            if not isinstance(row, dict):
+                return (
+                    f"{path}:{number}: cannot read as JSON lines: a JSON {type(row).__name__},"
+                    " not an object; one object a line"
+                )
+    return None
 
 
 def _csv_as_text(path: Path, sep: str) -> dict[str, Any]:

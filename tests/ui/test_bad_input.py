@@ -167,3 +167,35 @@ def test_a_worker_meeting_a_full_or_read_only_disk_stops_the_run_with_exit_2(
     code, again = finish(cli("run", "--no-ui", "--config", str(cfg), env={FAULTS_ENV: ""}))
     assert code == 0, again
     assert "2 reused" in again, again
+
+
+def test_a_json_lines_row_that_is_not_an_object_names_its_line(tmp_path: Path) -> None:
+    """A real process: datasets logs its own failure on stderr, the line that matters is ours."""
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "fine"}\n\n[1, 2]\n{"text": "later"}\n')
+    cmd = f"{_lens(f'--models {MODEL} --dataset {data} --out {tmp_path}')}"
+    done = subprocess.run(
+        cmd,
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    line = one_error_line(done.returncode, done.stdout + done.stderr)
+    assert f"{data}:3: cannot read as JSON lines: a JSON list, not an object" in line, line
+
+
+def test_a_json_lines_row_that_is_not_json_names_its_line(tmp_path: Path) -> None:
+    from core.config import DataConfig
+    from core.errors import DataError
+    from core.training.sources import read_rows
+
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"text": "fine"}\n{"text": oops}\n')
+    with pytest.raises(DataError) as info:
+        read_rows(str(data), DataConfig(source=str(data)))
+    assert str(info.value).startswith(f"{data}:2: cannot read as JSON lines: not JSON ("), (
+        info.value
+    )

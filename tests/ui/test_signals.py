@@ -114,11 +114,16 @@ def test_a_signal_while_the_command_starts_exits_130_without_a_traceback(
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
 
 
-def test_sigterm_as_the_final_tables_print_exits_130_with_the_run_finished(
-    tmp_path: Path,
+@pytest.mark.parametrize(("when", "sig"), [("Ranking", signal.SIGTERM), ("curves:", signal.SIGINT)])
+def test_a_signal_after_the_run_finished_exits_130_with_the_run_finished(
+    tmp_path: Path, when: str, sig: signal.Signals
 ) -> None:
-    """After the run has finished (tables printing, then the interpreter's teardown):
-    SIGTERM exits 130 as it does mid-run, and results.json stays "finished"."""
+    """As the final tables print, or at the very end (the exit, where Python resets
+    the signals while torch tears down): 130 as mid-run, results.json "finished".
+
+    The process is stopped (SIGSTOP) when the line shows, signalled, then
+    continued, so the signal lands at that line and not after the exit.
+    """
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "run.toml", out, [MODEL], [25, 50])
     proc = cli("run", "--no-ui", "--config", str(cfg))
@@ -126,8 +131,10 @@ def test_sigterm_as_the_final_tables_print_exits_130_with_the_run_finished(
     seen = []
     for line in proc.stdout:
         seen.append(line)
-        if line.startswith("Ranking"):  # the run has ended; its tables are printing
-            proc.send_signal(signal.SIGTERM)
+        if line.startswith(when):
+            proc.send_signal(signal.SIGSTOP)
+            proc.send_signal(sig)
+            proc.send_signal(signal.SIGCONT)
             break
     code, rest = finish(proc)
     output = "".join(seen) + rest

@@ -2,9 +2,10 @@
 
 Kept apart from the driver side (pool.py) because this is what a spawned child
 imports first: it sets CUDA_VISIBLE_DEVICES before torch can initialise CUDA,
-so the process sees exactly one GPU as ``cuda:0``, and it ignores SIGINT, since
-Ctrl-C in a terminal reaches the whole process group and cancelling is the
-driver's decision, sent as a message.
+so the process sees exactly one GPU as ``cuda:0``, and it ignores SIGINT and
+SIGTERM, since Ctrl-C in a terminal (and a SIGTERM sent to the process group)
+reaches every process and cancelling is the driver's decision, sent as a
+message: a worker killed by it would be retried as lost instead.
 
 Two one-way pipes connect it to the driver. A listener thread reads commands
 (``run``, ``cancel``, ``pause``, ``stop``); the main thread trains and is the only sender,
@@ -37,6 +38,7 @@ def main(
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
 
     from core.run.executors.execute import JobRunner
