@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from core.bench import Table, run_bench
 from core.science.curves import Curve
-from core.science.flagship import LEVEL, NO_BACKTEST, backtest, log_points, predict_lensllm
+from core.science.flagship import (
+    LEVEL,
+    NO_BACKTEST,
+    backtest,
+    effective_sd,
+    log_points,
+    predict_lensllm,
+)
 from core.science.selectors import select
 
 BENCH = Path(__file__).resolve().parents[3] / "shared" / "benchmarks"
@@ -219,12 +226,24 @@ def test_backtest_trusts_the_extrapolation_on_clean_power_laws() -> None:
         curves, _ = law_table(seed, m=8, sigma=0.002)
         bt = backtest([log_points(c) for c in curves])
         assert bt.weight > 0.8  # a law flattening towards E: a little below 1, no fallback
+        preds = predict_lensllm(curves, SIZES[-1], TARGET)
+        assert not any(p.reason for p in preds)  # ranked by the forecast, no fallback
     d = np.asarray(SIZES, dtype=float)
     straight = [
         Curve(f"m{k}", SIZES, tuple(float(v) for v in 3.0 * (d / 200) ** -slope))
         for k, slope in enumerate((0.05, 0.10, 0.15))
     ]
     assert backtest([log_points(c) for c in straight]).weight == pytest.approx(1.0, abs=1e-6)
+
+
+def test_effective_sd_by_hand() -> None:
+    sd, drop = np.array([0.2, 0.1]), np.array([-0.3, -0.05])
+    # weight 0.5: sqrt((0.5 x 0.2)^2 + (0.5 x 0.3)^2) = sqrt(0.0325); sqrt(0.05^2 + 0.025^2)
+    assert np.allclose(effective_sd(sd, drop, 0.5), [math.sqrt(0.0325), math.sqrt(0.003125)])
+    assert np.allclose(effective_sd(sd, drop, 1.0), sd)  # all kept: the forecast's own sd
+    # none kept: the drop left out, never above the forecast's sd; noise in quadrature
+    assert np.allclose(effective_sd(sd, drop, 0.0), [0.2, 0.05])
+    assert np.allclose(effective_sd(sd, 0 * drop, 0.0, 0.03), [0.03, 0.03])
 
 
 def test_backtest_needs_enough_curves_and_points() -> None:
