@@ -290,6 +290,8 @@ def trial(
     time.sleep(0.05)
     kept = stored_points(out)
     where = landed(run.seen(), kill_at, kept) if kill_at >= 0 else "ended before the kill"
+    if kill_at >= 0 and killed_rc in (0, 1):  # the signal found the process already gone
+        where = f"exited first ({where})"
     rc, output, seconds = complete(config)
     m = re.search(r"(\d+) points computed, (\d+) reused", output)
     computed, reused = (int(m.group(1)), int(m.group(2))) if m else (-1, -1)

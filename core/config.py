@@ -377,6 +377,8 @@ class RunConfig:
     @classmethod
     def load_toml(cls, path: str | Path) -> RunConfig:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"{p}: a directory, not a config file (TOML)")
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:

@@ -18,9 +18,12 @@ policy adds *elimination across candidates*, two ways:
   rung of a big model a small one climbs several, which is what successive
   halving's "resource" means when candidates differ in cost.
 
-The other schedules (``challenger``: LUCB on the best and its strongest
-challenger; ``compute``/``size``: levelling without forced drops) stay for
-comparison; benchmarks/pareto.py measures them.
+Which survivor goes next is the schedule's call: each schedule (halving, the
+``challenger``: LUCB on the best and its strongest challenger, ``compute`` and
+``size`` levelling without forced drops) is a small class in
+core/policy/schedules.py behind one ``pick`` method; this module keeps what they
+share: states, costs, fits, intervals and eliminations. Replaying the policy on
+a benchmark table is core/policy/replay.py.
 
 The policy is stepwise (``next_point`` / ``observe``) so the same object drives
 a replay over a benchmark table and a live run, and it is deterministic given a
@@ -43,9 +46,9 @@ from dataclasses import dataclass, field
 
 from core.config import SCHEDULES
 from core.errors import AdaptiveError
+from core.policy.schedules import Schedule, make_schedule
+from core.policy.state import Estimate, ModelState
 from core.science.curves import Curve
-
-STATUSES = ("active", "converged", "exhausted", "eliminated", "failed")
 
 
 class TargetColumnRead(RuntimeError):
@@ -101,28 +104,6 @@ class AdaptiveConfig:
             raise AdaptiveError(
                 f"max_cost_fraction must be in (0, 1] or None, got {self.max_cost_fraction}"
             )
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A predictor's answer for one model: predicted target loss and an interval."""
-
-    predicted: float | None
-    low: float | None = None
-    high: float | None = None
-    level: float = 0.9
-    """Two-sided confidence the predictor gives its (low, high) interval."""
-    ok: bool = True
-    reason: str = ""
-
-    @property
-    def usable(self) -> bool:
-        return (
-            self.ok
-            and self.predicted is not None
-            and math.isfinite(self.predicted)
-            and self.predicted > 0
-        )
 
 
 Predictor = Callable[[Sequence[Curve]], Sequence[Estimate]]
@@ -230,49 +211,15 @@ class PolicyResult:
         return self.ranking[0] if self.ranking else None
 
 
-@dataclass
-class _State:
-    model: str
-    unit_cost: float
-    sizes: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    cost: float = 0.0
-    estimate: Estimate | None = None
-    moves: list[float] = field(default_factory=list)
-    """|change of log predicted target loss| between successive usable fits."""
-    stable: int = 0
-    status: str = "active"
-    reason: str = ""
-    pending: dict[int, float] = field(default_factory=dict)
-    """Sizes handed out by next_point and not yet observed, with their estimated cost."""
-    fitted_at: int = 0
-    """How many points the run had consumed when ``estimate`` was made."""
-
-    @property
-    def trained(self) -> int:
-        return sum(1 for s in self.sizes if s > 0)
-
-    @property
-    def top(self) -> int:
-        return max(self.sizes, default=0)
-
-    @property
-    def claimed(self) -> int:
-        """Trained points plus those in flight: what the schedule levels by."""
-        return self.trained + sum(1 for s in self.pending if s > 0)
-
-    @property
-    def reach(self) -> int:
-        """The largest size measured or in flight: the next point goes past it."""
-        return max(self.top, max(self.pending, default=0))
-
-
 class AdaptivePolicy:
     """Stepwise adaptive schedule: ask ``next_point``, run it, report it with ``observe``.
 
     ``unit_cost[model]`` is the cost of one training sample for that model
     (parameters on a table; 6 x parameters x tokens per sample live); it sets the
     full fine-tuning cost and charges points whose cost is not reported.
+
+    The configured schedule (core/policy/schedules.py) picks each point; the
+    public methods under "board" below are what it may ask of the policy.
     """
 
     def __init__(
@@ -297,23 +244,22 @@ class AdaptivePolicy:
             raise AdaptiveError(f"no ladder size below the target {target}")
         self.target = int(target)
         self.predictor = predictor
-        self._states = {}
+        self._states: dict[str, ModelState] = {}
         for m in models:
             c = float(unit_cost.get(m, float("nan")))
             if not (math.isfinite(c) and c > 0):
                 raise AdaptiveError(f"{m}: cost per sample must be positive, got {c}")
-            self._states[m] = _State(m, c)
+            self._states[m] = ModelState(m, c)
         self._order = tuple(models)
         self._consumed: list[tuple[str, int]] = []
         self._eliminated: list[Elimination] = []
         self._stop_reason = ""
-        self._level = 0.0
-        """Halving: the compute each survivor may have spent by the end of this round."""
-        self._round = 0
-        self._round_points = 0
-        self._ahead: set[tuple[str, int]] = set()
-        """Halving: points started ahead of the next round (``_speculate``); they become
-        that round's points when it starts, and do not hold up judging this one."""
+        self.schedule: Schedule = make_schedule(
+            self.config.schedule,
+            min_points=self.config.min_points,
+            eta=self.config.eta,
+            cap=self.config.max_cost_fraction,
+        )
 
     # --- costs -----------------------------------------------------------------
 
@@ -329,32 +275,11 @@ class AdaptivePolicy:
     def ladder_cost(self) -> float:
         return sum(s.unit_cost for s in self._states.values()) * sum(self.ladder)
 
-    def _remaining_cost(self, st: _State) -> float:
+    def _remaining_cost(self, st: ModelState) -> float:
         # past what is measured or in flight: a point already running is spent, not saved
         return st.unit_cost * sum(s for s in self.ladder if s > st.reach)
 
-    # --- schedule --------------------------------------------------------------
-
-    def _next_size(self, st: _State) -> int | None:
-        for s in self.ladder:
-            if s > st.reach:
-                return s
-        return None
-
-    def _sort_key(self, st: _State) -> tuple[float, float, int]:
-        # Level rungs first (successive halving); within a rung the model predicted
-        # best goes first, so its fit can eliminate the others before they spend.
-        # A model without enough points to be judged is levelled by size, so every
-        # candidate gets its first min_points before compute levelling starts.
-        p = st.estimate.predicted if st.estimate and st.estimate.usable else math.inf
-        if st.claimed < self.config.min_points:
-            level = -1.0 / (1.0 + st.claimed)
-        elif self.config.schedule == "compute":
-            nxt = self._next_size(st) or 0
-            level = st.unit_cost * (st.reach + nxt)  # compute after the next point
-        else:
-            level = float(st.reach)
-        return (level, p, self._order.index(st.model))
+    # --- next point ------------------------------------------------------------
 
     def next_point(self) -> tuple[str, int] | None:
         """The (model, size) to fine-tune next, or None: stopped, or waiting for points in flight.
@@ -365,219 +290,88 @@ class AdaptivePolicy:
         or of the same one. While points are in flight the policy never stops:
         None then means "ask again after the next observation". Points are charged
         when observed, so a point started on a model that is eliminated before it
-        finishes (see ``_speculate``) is still paid for: parallel runs may spend a
-        little more than a sequential one for the same decisions.
+        finishes (see ``schedules.Halving.speculate``) is still paid for: parallel
+        runs may spend a little more than a sequential one for the same decisions.
         """
         if self._stop_reason:
             return None
         point = self._choose()
-        if point is None and self._in_flight():
+        if point is None and self.in_flight():
             self._stop_reason = ""  # not stopped: the points in flight may change the answer
         elif point is not None:
             st = self._states[point[0]]
             st.pending[point[1]] = st.unit_cost * point[1]
         return point
 
-    def _in_flight(self) -> bool:
+    def _choose(self) -> tuple[str, int] | None:
+        """The schedule's pick, after the two stops every schedule shares."""
+        active = [s for s in self._states.values() if s.status == "active"]
+        if not active:
+            self._stop_reason = self.why_idle()
+            return None
+        alive = self.alive()
+        if len(alive) == 1 and all(s.trained >= self.config.min_points for s in alive):
+            self._stop_reason = f"one model left: {alive[0].model}"
+            return None
+        pick = self.schedule.pick(self, active)
+        if isinstance(pick, str):
+            self._stop_reason = pick
+            return None
+        return pick
+
+    # --- board: what a schedule may ask ----------------------------------------
+
+    def states(self) -> list[ModelState]:
+        """Every candidate's state, in candidate order."""
+        return [self._states[m] for m in self._order]
+
+    def rank_of(self, model: str) -> int:
+        """The model's place among the candidates: the tie-breaker everywhere."""
+        return self._order.index(model)
+
+    def next_size(self, st: ModelState) -> int | None:
+        """The first ladder size past what the model has measured or has in flight."""
+        for s in self.ladder:
+            if s > st.reach:
+                return s
+        return None
+
+    def alive(self) -> list[ModelState]:
+        """Models not eliminated and not failed (converged and exhausted ones included)."""
+        return [
+            s for s in self._states.values() if s.status in ("active", "converged", "exhausted")
+        ]
+
+    def in_flight(self) -> bool:
         """Whether a point handed out is not observed yet."""
         return any(s.pending for s in self._states.values())
 
-    def _pending_cost(self) -> float:
+    def pending_cost(self) -> float:
         """The estimated cost of the points in flight (counted against the budget)."""
         return sum(sum(s.pending.values()) for s in self._states.values())
 
-    def _choose(self) -> tuple[str, int] | None:
-        active = [s for s in self._states.values() if s.status == "active"]
-        if not active:
-            self._stop_reason = self._why_idle()
-            return None
-        if len(self._alive()) == 1 and all(
-            s.trained >= self.config.min_points for s in self._alive()
-        ):
-            self._stop_reason = f"one model left: {self._alive()[0].model}"
-            return None
-        if self.config.schedule == "halving":
-            return self._next_halving(active)
-        cap = self.config.max_cost_fraction
-        capped = False
-        order = sorted(active, key=self._sort_key)
-        if self.config.schedule == "challenger":
-            order = self._challenger_order(active) + order
-        for st in order:
-            size = self._next_size(st)
-            if size is None:
-                continue
-            spend = self.cost + self._pending_cost() + st.unit_cost * size
-            if cap is not None and spend > cap * self.full_cost:
-                capped = True
-                continue
-            return st.model, size
-        self._stop_reason = self._budget_spent() if capped else self._why_idle()
-        return None
-
-    def _budget(self) -> float:
+    def budget(self) -> float:
         """The compute the policy may spend: the cap, or the whole ladder without one."""
         cap = self.config.max_cost_fraction
         return cap * self.full_cost if cap is not None else self.ladder_cost
 
-    def _budget_spent(self) -> str:
+    def affordable(self, st: ModelState, size: int | None) -> bool:
+        """Whether ``size`` exists and the model's point there fits in the budget."""
+        spend = self.cost + self.pending_cost() + st.unit_cost * (size or 0)
+        return size is not None and spend <= self.budget() * (1 + 1e-12)
+
+    def budget_spent(self) -> str:
         cap = self.config.max_cost_fraction
         if cap is None:
             return "budget spent (the ladder's compute: no cap was set)"
         return f"budget of {cap:g} x full fine-tuning spent"
 
-    def _affordable(self, st: _State, size: int | None) -> bool:
-        spend = self.cost + self._pending_cost() + st.unit_cost * (size or 0)
-        return size is not None and spend <= self._budget() * (1 + 1e-12)
+    def why_idle(self) -> str:
+        if not self.alive():
+            return "every model failed"
+        return "every surviving model is stable or out of ladder sizes"
 
-    def _next_halving(self, active: list[_State]) -> tuple[str, int] | None:
-        """Successive halving with compute as the resource (Karnin et al. 2013).
-
-        Warm-up first: every candidate gets its first ``min_points`` rungs (cheap:
-        the smallest sizes), so each one has a curve to judge. Then rounds: each
-        survivor may climb the ladder until it has spent the round's compute level
-        (the same compute for all, so a small model climbs further for the price of
-        one rung of a big one); when no survivor can go further, the survivors are
-        ranked and the best 1/eta go on. The level rises each round by the
-        remaining budget over (rounds left x survivors), so the budget is spread
-        over the ceil(log_eta n) rounds it takes to get down to one model and what a
-        round leaves unspent (ladder tops, converged models) rolls over.
-        """
-        order = self._order.index
-        warm = [s for s in active if s.claimed < self.config.min_points]
-        for st in sorted(warm, key=lambda s: (s.reach, order(s.model))):
-            size = self._next_size(st)
-            if self._affordable(st, size):
-                assert size is not None
-                return st.model, size
-        for _ in range(2 * len(self._states) + 4):  # each pass halves or raises the level
-            alive = self._alive()
-            if len(alive) <= 1:
-                self._stop_reason = (
-                    f"one model left: {alive[0].model}" if alive else self._why_idle()
-                )
-                return None
-            climbing = [
-                (st.cost + sum(st.pending.values()) + st.unit_cost * size, st)
-                for st in alive
-                if st.status == "active"
-                and (size := self._next_size(st)) is not None
-                and self._affordable(st, size)
-            ]
-            if not climbing:
-                self._stop_reason = (
-                    self._budget_spent()
-                    if any(st.status == "active" and self._next_size(st) for st in alive)
-                    else self._why_idle()
-                )
-                return None
-            within = [(c, st) for c, st in climbing if c <= self._level * (1 + 1e-12)]
-            if within:
-                _, st = min(within, key=lambda cs: (cs[0], order(cs[1].model)))
-                self._round_points += 1
-                size = self._next_size(st)
-                assert size is not None
-                return st.model, size
-            if self._round_in_flight():  # the round's last points are not in: do not judge yet
-                return self._speculate(climbing)
-            if self._round_points > 0:  # a round ran: keep the best 1/eta
-                self._halve()
-                continue
-            self._start_round(alive, climbing)
-        self._stop_reason = "halving made no progress"  # pragma: no cover - defensive
-        return None
-
-    def _start_round(self, alive: list[_State], climbing: list[tuple[float, _State]]) -> None:
-        """Raise the compute level by the remaining budget over (rounds left x survivors).
-
-        Points started early for this round (``_speculate``) become its own: the
-        level is set from the spend before them, as a sequential run would see it,
-        and the round counts them, so it ends with a halving even if nothing more
-        fits under the level. Without them the level rises at least to the cheapest
-        next point, so every round makes progress.
-        """
-        early = [(m, s) for m, s in self._ahead if self._states[m].status != "eliminated"]
-        early_cost = sum(self._states[m].unit_cost * s for m, s in early)
-        rounds_left = max(1, math.ceil(math.log(len(alive)) / math.log(self.config.eta)))
-        spare = self._budget() - self.cost - self._pending_cost() + early_cost
-        self._level += spare / (rounds_left * len(alive))
-        if not early:
-            self._level = max(self._level, min(c for c, _ in climbing))
-        self._round += 1
-        self._round_points = len(early)
-        self._ahead.clear()
-
-    def _halve(self) -> None:
-        """End a round: survivors past the best ceil(n/eta) get no more compute.
-
-        Survivors are ranked by predicted target loss. Ranking by the lower end of
-        the interval instead (optimism under uncertainty) was tried and kept erratic
-        curves alive: on 60 random 15-model pools of each published table it chose
-        worse models (mean RelAcc 86.2 vs 96.2 on FLAN, 96.5 vs 99.2 on Gigaword).
-        """
-        self._round_points = 0
-        alive = self._alive()
-        keep = max(1, math.ceil(len(alive) / self.config.eta))
-
-        ranked = sorted(alive, key=self._rank_key)
-        for place, st in enumerate(ranked[keep:], start=keep + 1):
-            saved = self._remaining_cost(st) if st.status == "active" else 0.0
-            pred = st.estimate.predicted if st.estimate and st.estimate.usable else None
-            reason = (
-                f"successive halving round {self._round}: ranked {place} of {len(ranked)}"
-                + (f" (predicted {pred:.4g})" if pred is not None else " (no usable prediction)")
-                + f" at size {st.top}; kept the best {keep}"
-            )
-            st.status, st.reason = "eliminated", reason
-            e = Elimination(st.model, reason, st.top, saved)
-            self._eliminated.append(e)
-
-    def _rank_key(self, st: _State) -> tuple[float, int]:
-        """How halving ranks survivors: predicted target loss (no usable prediction last)."""
-        usable = st.estimate is not None and st.estimate.usable
-        value = st.estimate.predicted if usable else math.inf  # type: ignore[union-attr]
-        return (value, self._order.index(st.model))  # type: ignore[return-value]
-
-    def _round_in_flight(self) -> bool:
-        """Whether a point of this round (or of the warm-up) is handed out and not observed."""
-        return any(
-            (st.model, size) not in self._ahead
-            for st in self._states.values()
-            for size in st.pending
-        )
-
-    def _speculate(self, climbing: list[tuple[float, _State]]) -> tuple[str, int] | None:
-        """The round is spent but some of its points are still in flight: keep workers busy.
-
-        Halving waits for those points before it ranks the survivors; meanwhile
-        the next rung of a model that would survive on the current predictions
-        (one of the best ceil(n/eta), with nothing in flight itself) may start,
-        one rung ahead per model. Such a point belongs to the next round: it does
-        not hold up this round's judgement, and when the next round starts its
-        cost is part of what the model has spent. If the late points change the
-        ranking and that model is eliminated after all, its speculative point is
-        charged anyway: that is the price of keeping every worker busy. None when
-        no likely survivor can climb (the runner waits for the points in flight).
-        """
-        alive = self._alive()
-        keep = max(1, math.ceil(len(alive) / self.config.eta))
-        likely = {st.model for st in sorted(alive, key=self._rank_key)[:keep]}
-        ahead = {model for model, _ in self._ahead}
-        options = [
-            (c, st)
-            for c, st in climbing
-            if st.model in likely and not st.pending and st.model not in ahead
-        ]
-        if not options:
-            return None
-        _, st = min(options, key=lambda cs: (cs[0], self._order.index(cs[1].model)))
-        size = self._next_size(st)
-        if size is None:
-            return None
-        self._ahead.add((st.model, size))
-        return st.model, size
-
-    def _judged(self, st: _State) -> bool:
+    def judged(self, st: ModelState) -> bool:
         """Whether a model's prediction is solid enough to eliminate it or be compared."""
         return (
             st.estimate is not None
@@ -586,47 +380,34 @@ class AdaptivePolicy:
             and bool(st.moves)  # two usable fits at least: a drift to judge by
         )
 
-    def _challenger_order(self, active: list[_State]) -> list[_State]:
-        """LUCB-style priority: warm-up first, then the current best and its strongest challenger.
+    def interval(self, st: ModelState) -> tuple[float, float]:
+        """The predictor's interval at the policy's confidence, widened by the drift.
 
-        Every model first gets the points it needs to be judged (level by size).
-        After that only two models matter for finding the best: the one predicted
-        best and the one whose interval reaches lowest among the rest (the most
-        plausible upset, Kalyanakrishnan et al.'s LUCB); of those two, the one with
-        the wider interval goes first (its point shrinks the overlap most).
+        A prediction that still moves between fits has an error its own interval
+        does not show (a pre-power curve, a law fitted to few points). Model the
+        log prediction as a random walk over the doublings still to come before the
+        target, with a step as large as its largest recent move (the last ``tau``
+        moves): at the policy's confidence it can still move by z x step x
+        sqrt(doublings left); the interval is widened to cover that.
         """
-        warm = [s for s in active if not self._judged(s) and s.claimed < self.config.min_points + 2]
-        if warm:
-            return sorted(warm, key=lambda s: (s.reach, self._order.index(s.model)))
-        judged = [s for s in self._alive() if self._judged(s)]
-        if len(judged) < 2:
-            return []
-        best = min(judged, key=lambda s: (s.estimate.predicted, self._order.index(s.model)))  # type: ignore[union-attr]
-        rest = sorted(
-            (s for s in judged if s is not best),
-            key=lambda s: (self._interval(s)[0], self._order.index(s.model)),
-        )
+        assert st.estimate is not None and st.estimate.predicted is not None
+        conf = self.config.confidence
+        lo, hi = interval_at(st.estimate, conf)
+        step = max(st.moves[-self.config.tau :], default=math.inf)
+        left = math.log2(self.target / max(st.top, 1))
+        half = _z(conf) * step * math.sqrt(max(left, 0.0)) if math.isfinite(step) else math.inf
+        if math.isinf(half):
+            return 0.0, math.inf
+        p = math.log(st.estimate.predicted)
+        return min(lo, math.exp(p - half)), max(hi, math.exp(p + half))
 
-        def width(s: _State) -> float:
-            lo, hi = self._interval(s)
-            return math.log(hi / lo) if lo > 0 else math.inf
-
-        out: list[_State] = []
-        for challenger in rest:
-            pair = [s for s in (best, challenger) if s.status == "active" and s not in out]
-            out.extend(sorted(pair, key=lambda s: -width(s)))
-        return out
-
-    def _alive(self) -> list[_State]:
-        return [
-            s for s in self._states.values() if s.status in ("active", "converged", "exhausted")
-        ]
-
-    def _why_idle(self) -> str:
-        alive = self._alive()
-        if not alive:
-            return "every model failed"
-        return "every surviving model is stable or out of ladder sizes"
+    def eliminate(self, st: ModelState, reason: str) -> Elimination:
+        """Stop spending on ``st``; the ladder points it will not run are compute saved."""
+        saved = self._remaining_cost(st) if st.status == "active" else 0.0
+        st.status, st.reason = "eliminated", reason
+        e = Elimination(st.model, reason, st.top, saved)
+        self._eliminated.append(e)
+        return e
 
     # --- observations ----------------------------------------------------------
 
@@ -652,7 +433,7 @@ class AdaptivePolicy:
         if size == 0:
             return []  # zero-shot: no training, no fit worth making on its own
         self._refit(st)
-        return self._eliminate()
+        return self._race()
 
     def fail(self, model: str, reason: str) -> None:
         """A model cannot continue (its point failed); it keeps its cost and drops out."""
@@ -664,13 +445,13 @@ class AdaptivePolicy:
         """Every model's measured points so far as a Curve, in candidate order."""
         return [self._curve(self._states[m]) for m in self._order]
 
-    def _curve(self, st: _State) -> Curve:
+    def _curve(self, st: ModelState) -> Curve:
         order = sorted(range(len(st.sizes)), key=lambda i: st.sizes[i])
         return Curve(
             st.model, tuple(st.sizes[i] for i in order), tuple(st.losses[i] for i in order)
         )
 
-    def _predict(self, states: list[_State]) -> list[Estimate]:
+    def _predict(self, states: list[ModelState]) -> list[Estimate]:
         try:
             out = list(self.predictor([self._curve(s) for s in states]))
             if len(out) != len(states):
@@ -680,7 +461,7 @@ class AdaptivePolicy:
             out = [Estimate(None, ok=False, reason=why) for _ in states]
         return out
 
-    def _refit(self, st: _State) -> None:
+    def _refit(self, st: ModelState) -> None:
         """Refit after a new point of ``st``: its stability and drift move, others refresh.
 
         With a pooled predictor the other models' estimates change too (shared
@@ -708,58 +489,32 @@ class AdaptivePolicy:
             st.reason = ""
         if st.status != "active":
             return
-        if self._next_size(st) is None:
+        if self.next_size(st) is None:
             st.status = "exhausted"
             st.reason = "ran every ladder size" + ("" if est.usable else f"; {st.reason}")
         elif est.usable and st.trained >= self.config.min_points and st.stable >= self.config.tau:
             st.status = "converged"
             st.reason = f"prediction moved <= {self.config.gamma:g} for {st.stable} successive fits"
 
-    def _interval(self, st: _State) -> tuple[float, float]:
-        """The predictor's interval at the policy's confidence, widened by the drift.
-
-        A prediction that still moves between fits has an error its own interval
-        does not show (a pre-power curve, a law fitted to few points). Model the
-        log prediction as a random walk over the doublings still to come before the
-        target, with a step as large as its largest recent move (the last ``tau``
-        moves): at the policy's confidence it can still move by z x step x
-        sqrt(doublings left); the interval is widened to cover that.
-        """
-        assert st.estimate is not None and st.estimate.predicted is not None
+    def _race(self) -> list[Elimination]:
+        """Racing: every judged model whose interval lies wholly above the best's is dropped."""
         conf = self.config.confidence
-        lo, hi = interval_at(st.estimate, conf)
-        step = max(st.moves[-self.config.tau :], default=math.inf)
-        left = math.log2(self.target / max(st.top, 1))
-        half = _z(conf) * step * math.sqrt(max(left, 0.0)) if math.isfinite(step) else math.inf
-        if math.isinf(half):
-            return 0.0, math.inf
-        p = math.log(st.estimate.predicted)
-        return min(lo, math.exp(p - half)), max(hi, math.exp(p + half))
-
-    def _eliminate(self) -> list[Elimination]:
-        conf = self.config.confidence
-        judged = [s for s in self._alive() if self._judged(s)]
+        judged = [s for s in self.alive() if self.judged(s)]
         if len(judged) < 2:
             return []
-        best = min(judged, key=lambda s: (s.estimate.predicted, self._order.index(s.model)))  # type: ignore[union-attr]
-        assert best.estimate is not None
-        _, best_hi = self._interval(best)
+        best = min(judged, key=lambda s: (s.predicted_or_inf, self.rank_of(s.model)))
+        _, best_hi = self.interval(best)
         out: list[Elimination] = []
         for st in judged:
             if st is best:
                 continue
-            assert st.estimate is not None
-            lo, _ = self._interval(st)
+            lo, _ = self.interval(st)
             if lo > best_hi:
-                saved = self._remaining_cost(st) if st.status == "active" else 0.0
                 reason = (
                     f"{conf:.0%} interval [{lo:.4g}, ...] lies above {best.model}'s "
                     f"[..., {best_hi:.4g}] at size {st.top}"
                 )
-                st.status, st.reason = "eliminated", reason
-                e = Elimination(st.model, reason, st.top, saved)
-                self._eliminated.append(e)
-                out.append(e)
+                out.append(self.eliminate(st, reason))
         return out
 
     # --- result ----------------------------------------------------------------
@@ -776,18 +531,17 @@ class AdaptivePolicy:
         return sum(e.compute_saved for e in self._eliminated)
 
     def result(self) -> PolicyResult:
-        def pkey(st: _State) -> tuple[float, int]:
-            p = st.estimate.predicted if st.estimate and st.estimate.usable else math.inf
-            return (p, self._order.index(st.model))  # type: ignore[return-value]
+        def pkey(st: ModelState) -> tuple[float, int]:
+            return (st.predicted_or_inf, self.rank_of(st.model))
 
         groups = (
-            [s for s in self._alive() if s.estimate and s.estimate.usable],
+            [s for s in self.alive() if s.estimate and s.estimate.usable],
             [s for s in self._states.values() if s.status == "eliminated"],
             [
                 s
                 for s in self._states.values()
                 if s.status == "failed"
-                or (s in self._alive() and not (s.estimate and s.estimate.usable))
+                or (s in self.alive() and not (s.estimate and s.estimate.usable))
             ],
         )
         ranking = tuple(s.model for g in groups for s in sorted(g, key=pkey))
@@ -797,7 +551,7 @@ class AdaptivePolicy:
             est = st.estimate
             lo = hi = None
             if est is not None and est.usable:
-                lo, hi = self._interval(st)
+                lo, hi = self.interval(st)
             outcomes.append(
                 ModelOutcome(
                     m,

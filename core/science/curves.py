@@ -82,6 +82,8 @@ def read_wide_csv(path: str | Path) -> list[Curve]:
     column named, since a silently dropped point changes a fitted law.
     """
     p = Path(path)
+    if p.is_dir():
+        raise CurveTableError(f"{p}: a directory, not a CSV file")
     if not p.is_file():
         raise CurveTableError(f"{p}: file not found")
     try:

@@ -199,3 +199,11 @@ def test_a_json_lines_row_that_is_not_json_names_its_line(tmp_path: Path) -> Non
     assert str(info.value).startswith(f"{data}:2: cannot read as JSON lines: not JSON ("), (
         info.value
     )
+
+
+def test_a_directory_given_as_a_config_or_a_curve_table_says_so(tmp_path: Path) -> None:
+    line = one_error_line(*run("--config", str(tmp_path)))
+    assert f"{tmp_path}: a directory, not a config file" in line, line
+    res = CliRunner().invoke(app, ["bench", str(tmp_path)], env={"COLUMNS": "400"})
+    line = one_error_line(res.exit_code, res.output)
+    assert f"{tmp_path}: a directory, not a CSV file" in line, line
