@@ -202,6 +202,7 @@ def _trainable(setup: _Setup, train_cfg: TrainConfig) -> Iterator[Any]:
     snapshot = None
     peft_model = None
     trained = model
+    frozen = _frozen(model)
     try:
         if setup.steps > 0:
             if train_cfg.lora:
@@ -218,7 +219,7 @@ def _trainable(setup: _Setup, train_cfg: TrainConfig) -> Iterator[Any]:
         if train_cfg.gradient_checkpointing and setup.steps > 0:
             _checkpointing(trained, "disable")()
         if peft_model is not None:
-            model = peft_model.unload()
+            model = _unload(peft_model, frozen)
         if snapshot is not None:
             model.load_state_dict(snapshot)
         model.eval()
@@ -339,13 +340,31 @@ def as_trained(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) 
     if not train_cfg.lora:
         yield model
         return
+    frozen = _frozen(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed)  # the adapters' init, as a point draws it
         peft_model = _with_lora(model, spec, train_cfg)
     try:
         yield peft_model
     finally:
-        peft_model.unload()
+        _unload(peft_model, frozen)
+
+
+def _frozen(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters that do not train, to put back after LoRA freezes the rest."""
+    return {name for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def _unload(peft_model: Any, frozen: set[str]) -> torch.nn.Module:
+    """The base model without its adapters, each parameter trainable again as it was.
+
+    peft freezes the base weights and its unload leaves them frozen: a later
+    full fine-tune of the same loaded model would otherwise train nothing.
+    """
+    model = peft_model.unload()
+    for name, p in model.named_parameters():
+        p.requires_grad_(name not in frozen)
+    return model
 
 
 def _with_lora(model: torch.nn.Module, spec: ModelSpec, train_cfg: TrainConfig) -> Any:

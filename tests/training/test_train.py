@@ -163,6 +163,10 @@ def test_early_stopping_and_lora(zoo_cache: Path, task) -> None:
     assert r.val_loss is not None and 1 <= r.steps <= 4
     assert 0 < r.hparams["trainable_params"] < r.hparams["params"]
     assert not any("lora" in k for k in mt[0].state_dict())  # adapters removed afterwards
+    assert all(p.requires_grad for p in mt[0].parameters())  # and nothing left frozen
+    # So a full fine-tune of the same loaded model then trains every weight.
+    full = train_point(spec, task, 16, FAST, DATA, device="cpu", model_and_tokenizer=mt)
+    assert full.hparams["trainable_params"] == full.hparams["params"]
 
 
 def test_length_grouped_batches_cover_each_example_once_per_epoch() -> None:
