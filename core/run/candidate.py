@@ -18,7 +18,7 @@ from core.config import RunConfig
 from core.errors import DiskError, one_line, os_error_line, unwritable
 from core.events import NTKComputed, PointFinished, PointMeasurements
 from core.run.executors import PointJob
-from core.run.records import ModelRecord, PointRecord, RunRecord
+from core.run.records import ModelRecord, PointRecord, RunRecord, disk_failure
 from core.run.store import PointKey, Store, StoredPoint, settings_hash
 from core.run.worker import Controls
 from core.science.spectrum import NTKSpectrum
@@ -81,10 +81,7 @@ def check_candidate(name: str, device: str, *, lora: bool) -> ModelSpec:
         models_mod.check_fits(spec, device, lora=lora)
     except Exception as exc:
         if (full := unwritable(exc)) is not None:  # building or caching it: the machine's fault
-            raise DiskError(
-                f"{name}: cannot be prepared ({os_error_line(full)}); free some space or make"
-                " it writable, then rerun (finished points are kept)"
-            ) from None
+            raise DiskError(disk_failure(f"preparing {name}: {os_error_line(full)}", "")) from None
         raise ModelFailure(one_line(exc)) from exc
     return spec
 
