@@ -540,14 +540,11 @@ def _conformal(z: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class _Rehearsal:
-    """One backtest cut: per curve, the forecast drop, the measured drop, the log loss
-    at the cut, the forecast sd, the log horizon and the measurement noise sd (finite
-    entries only)."""
+    """One backtest cut: per curve, the forecast drop, the measured drop, the forecast
+    sd, the log horizon and the measurement noise sd (finite entries only)."""
 
-    k: int
     drop: np.ndarray
     seen: np.ndarray
-    start: np.ndarray
     sd: np.ndarray
     horizon: np.ndarray
     noise: np.ndarray
@@ -569,11 +566,11 @@ def _rehearse(
     fc = _forecast(subs, ut, huber, accelerate)
     start = np.array([y[-1] for _, y in subs])
     horizon = ut - np.array([u[-1] for u, _ in subs])
-    part = np.stack([fc.centre - start, yt - start, start, fc.sd, horizon, fc.noise_sd])
-    part = part[:, np.all(np.isfinite(part), 0) & (part[3] > 0) & (part[4] > 0)]
+    part = np.stack([fc.centre - start, yt - start, fc.sd, horizon, fc.noise_sd])
+    part = part[:, np.all(np.isfinite(part), 0) & (part[2] > 0) & (part[3] > 0)]
     if part.shape[1] < MIN_POOL:
         return None
-    return _Rehearsal(k, *part)
+    return _Rehearsal(*part)
 
 
 def backtest(
