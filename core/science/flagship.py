@@ -46,7 +46,10 @@ What the selector has to get right, measured on the published curves
    target. The share of the forecast drop to keep (``Backtest.weight``, in
    [0, 1]) is the least-squares fit of the measured drops on the forecast
    ones, over every cut together, so 0 falls back to the last loss and 1
-   trusts the forecast. The interval half-width is the split-conformal
+   trusts the forecast. The candidates' mean drop gets its own share
+   (``Backtest.common``), fitted the same way: it moves a table's predictions
+   alike, never their order, so a table whose curves all flatten together is
+   predicted at the right level without the ranking changing. The interval half-width is the split-conformal
    ``LEVEL`` quantile of the errors of every cut, each in units of ``spread``
    of the prediction's own error scale (``effective_sd``: the part of the
    forecast's sd it keeps and the part of the drop it leaves out).
@@ -472,9 +475,26 @@ class Backtest:
     quantile of the backtest's errors in those units."""
     errors: int
     """How many backtest errors were pooled (0: too few points; weight 1, normal quantile)."""
+    common: float = 1.0
+    """Share of the candidates' mean forecast drop to keep, in [0, 1]; ``weight`` then
+    scales each curve's deviation from that mean (see ``kept_drop``). Least squares of
+    the measured drops on the mean forecast one, over every cut: the mean and the
+    deviations are orthogonal within a cut, so the two fits do not interact. Only the
+    deviations order the candidates: ``common`` moves every prediction of a table
+    alike (its level and interval), never the ranking."""
 
 
 NO_BACKTEST = Backtest(1.0, _Z, 0)
+
+
+def kept_drop(drop: np.ndarray, weight: float, common: float) -> np.ndarray:
+    """The part of each forecast drop a prediction keeps: common x the candidates' mean
+    drop + weight x each curve's deviation from it (the mean over finite drops)."""
+    drop = np.asarray(drop, dtype=float)
+    finite = np.isfinite(drop)
+    mean = float(drop[finite].mean()) if finite.any() else 0.0
+    return common * mean + weight * (drop - mean)
+
 
 MAX_WEIGHT = 1.0
 """Largest extrapolation weight: the weight interpolates between ranking by the last loss
@@ -509,7 +529,11 @@ def spread(sd: np.ndarray, horizon: np.ndarray) -> np.ndarray:
 
 
 def effective_sd(
-    sd: np.ndarray, drop: np.ndarray, weight: float, noise: np.ndarray | float = 0.0
+    sd: np.ndarray,
+    drop: np.ndarray,
+    weight: float,
+    noise: np.ndarray | float = 0.0,
+    left: np.ndarray | None = None,
 ) -> np.ndarray:
     """Error scale of the prediction last + weight x drop, per curve.
 
@@ -525,9 +549,12 @@ def effective_sd(
     shared tables, 90%): pooled coverage 91.3% vs 91.7%, tables outside 80-98% 16 vs
     18, mean interval score LLM 0.563 vs 0.563, learners 0.623 vs 0.669; without the
     noise term or the cap some learner intervals span thousands of decades (a curve
-    forecast flat and kept flat has no error scale)."""
+    forecast flat and kept flat has no error scale). ``left`` is the part of the drop
+    left out when it is not (1 - weight) x drop (``kept_drop`` with ``common`` != weight)."""
     sd = np.asarray(sd, dtype=float)
-    own = np.sqrt((weight * sd) ** 2 + ((1.0 - weight) * np.asarray(drop)) ** 2 + np.square(noise))
+    if left is None:
+        left = (1.0 - weight) * np.asarray(drop)
+    own = np.sqrt((weight * sd) ** 2 + np.square(left) + np.square(noise))
     return np.minimum(own, sd)
 
 
@@ -593,17 +620,21 @@ def backtest(
     # one weight from every rehearsal pooled: fitted on the longest of / 8, / 4, / 2
     # alone, learners mean RelAcc 94.9 and PearCorr 71.2 instead of 95.0 and 71.4 (the
     # LLM tables: weight about 1 either way, rankings unchanged)
-    weight = _share(
-        np.concatenate([r.drop for r in parts]), np.concatenate([r.seen for r in parts])
-    )
-    miss = np.concatenate([r.seen - weight * r.drop for r in parts])
+    seen = np.concatenate([r.seen for r in parts])
+    weight = _share(np.concatenate([r.drop for r in parts]), seen)
+    common = _share(np.concatenate([np.full(r.drop.size, r.drop.mean()) for r in parts]), seen)
+    kept = [kept_drop(r.drop, weight, common) for r in parts]
+    miss = np.concatenate([r.seen - k for r, k in zip(parts, kept, strict=True)])
     unit = np.concatenate(
-        [spread(effective_sd(r.sd, r.drop, weight, r.noise), r.horizon) for r in parts]
+        [
+            spread(effective_sd(r.sd, r.drop, weight, r.noise, r.drop - k), r.horizon)
+            for r, k in zip(parts, kept, strict=True)
+        ]
     )
     z = miss[unit > 0] / unit[unit > 0]  # a curve kept flat without noise has no scale
     if z.size < MIN_POOL:
         return NO_BACKTEST
-    return Backtest(weight, _conformal(z), int(z.size))
+    return Backtest(weight, _conformal(z), int(z.size), common)
 
 
 def _share(forecast: np.ndarray, seen: np.ndarray) -> float:
@@ -655,9 +686,9 @@ def predict_lensllm(
         bt = backtest(rows, huber=huber, accelerate=accelerate) if calibrate else NO_BACKTEST
         last = np.array([y[-1] for _, y in rows])
         drop = fc.centre - last
-        kept = bt.weight * drop
+        kept = kept_drop(drop, bt.weight, bt.common)
         if bt.errors:
-            sd = effective_sd(fc.sd, drop, bt.weight, fc.noise_sd)
+            sd = effective_sd(fc.sd, drop, bt.weight, fc.noise_sd, drop - kept)
             unit = spread(sd, u_target - np.array([u[-1] for u, _ in rows]))
         else:  # no backtest: the filter's own normal interval
             unit = fc.sd

@@ -17,6 +17,7 @@ from core.science.flagship import (
     NO_BACKTEST,
     backtest,
     effective_sd,
+    kept_drop,
     log_points,
     predict_lensllm,
 )
@@ -246,6 +247,27 @@ def test_effective_sd_by_hand() -> None:
     assert np.allclose(effective_sd(sd, 0 * drop, 0.0, 0.03), [0.03, 0.03])
 
 
+def test_kept_drop_by_hand_and_the_common_share_never_reorders() -> None:
+    drop = np.array([-0.3, -0.1, -0.2, np.inf])
+    # mean of the finite drops -0.2: common 0.5 keeps -0.1 of it, weight 0.25 of each deviation
+    assert np.allclose(kept_drop(drop, 0.25, 0.5)[:3], [-0.125, -0.075, -0.1])
+    assert np.allclose(kept_drop(drop[:3], 0.7, 0.7), 0.7 * drop[:3])  # one share: a plain scale
+    for seed in range(4):  # noisy flat curves: the candidates' mean drop is not borne out either
+        rows = [log_points(c) for c in noisy_flat_table(seed)]
+        bt = backtest(rows)
+        assert 0.0 <= bt.common <= 1.0
+        preds = predict_lensllm(noisy_flat_table(seed), 16 * 2**8, 16 * 2**14)
+        last = np.log([c.losses[-1] for c in noisy_flat_table(seed)])
+        # the prediction is last + weight x drop shifted alike for all: same order as that
+        shift = np.log([p.predicted for p in preds]) - last
+        raw = predict_lensllm(noisy_flat_table(seed), 16 * 2**8, 16 * 2**14, calibrate=False)
+        drops = np.log([p.predicted for p in raw]) - last
+        assert np.allclose(shift - bt.weight * drops, np.mean(shift - bt.weight * drops))
+    for seed in range(3):  # clean power laws: the mean drop is kept nearly whole
+        curves, _ = law_table(seed, m=8, sigma=0.002)
+        assert backtest([log_points(c) for c in curves]).common > 0.8
+
+
 def test_backtest_needs_enough_curves_and_points() -> None:
     curves, _ = law_table(2, m=2)  # fewer than MIN_POOL curves: nothing to learn from
     assert backtest([log_points(c) for c in curves]) == NO_BACKTEST
@@ -259,5 +281,5 @@ def test_backtest_needs_enough_curves_and_points() -> None:
 def test_backtest_never_raises_on_arbitrary_positive_curves(curves: list[Curve]) -> None:
     rows = [r for r in (log_points(c) for c in curves) if r[0].size >= 2]
     bt = backtest(rows)
-    assert 0.0 <= bt.weight <= 1.0
+    assert 0.0 <= bt.weight <= 1.0 and 0.0 <= bt.common <= 1.0
     assert math.isfinite(bt.quantile) and bt.quantile >= 0
