@@ -49,7 +49,12 @@ What the selector has to get right, measured on the published curves
    trusts the forecast. The candidates' mean drop gets its own share
    (``Backtest.common``), fitted the same way: it moves a table's predictions
    alike, never their order, so a table whose curves all flatten together is
-   predicted at the right level without the ranking changing. The interval half-width is the split-conformal
+   predicted at the right level without the ranking changing. Curves of one
+   task also draw together as they grow, further than each one's extrapolation
+   says; how fast (``Backtest.shrink``, per unit log horizon) is fitted on the
+   rehearsals' endpoints too, and the predictions are drawn towards their mean
+   by that factor over the real horizon (``converge``), which again keeps their
+   order. The interval half-width is the split-conformal
    ``LEVEL`` quantile of the errors of every cut, each in units of ``spread``
    of the prediction's own error scale (``effective_sd``: the part of the
    forecast's sd it keeps and the part of the drop it leaves out).
@@ -77,6 +82,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from scipy.special import expit
 from scipy.stats import norm
 
@@ -482,9 +488,31 @@ class Backtest:
     deviations are orthogonal within a cut, so the two fits do not interact. Only the
     deviations order the candidates: ``common`` moves every prediction of a table
     alike (its level and interval), never the ranking."""
+    shrink: float = 0.0
+    """How fast the candidates' predicted log losses draw together, per unit log
+    horizon (<= 0; see ``converge``): fitted on the rehearsals' endpoints after
+    ``weight`` and ``common``. Never above 0: a spread that widens was measured not to
+    carry over (``_shrink``)."""
 
 
 NO_BACKTEST = Backtest(1.0, _Z, 0)
+
+
+def converge(total: np.ndarray, horizon: np.ndarray, shrink: float) -> np.ndarray:
+    """Predicted log losses drawn towards their mean by exp(shrink x horizon).
+
+    Curves of one task draw together as data grows (the worse models have more to
+    gain), further than their extrapolations say: on the LLM tables the true target
+    log losses spread 0.2-0.9 times as widely as the forecast ones (least squares per
+    cell, the narrower at the smaller budgets). A shared factor keeps every
+    candidate's order, and the exponential form never crosses the mean however long
+    the horizon. The mean is over the finite entries."""
+    total = np.asarray(total, dtype=float)
+    finite = np.isfinite(total)
+    if shrink == 0.0 or not finite.any():
+        return total
+    mean = float(total[finite].mean())
+    return mean + np.exp(shrink * np.asarray(horizon, dtype=float)) * (total - mean)
 
 
 def kept_drop(drop: np.ndarray, weight: float, common: float) -> np.ndarray:
@@ -575,6 +603,8 @@ class _Rehearsal:
     sd: np.ndarray
     horizon: np.ndarray
     noise: np.ndarray
+    level: np.ndarray
+    """The log loss at the cut, which the forecast starts from."""
 
 
 def _rehearse(
@@ -593,7 +623,7 @@ def _rehearse(
     fc = _forecast(subs, ut, huber, accelerate)
     start = np.array([y[-1] for _, y in subs])
     horizon = ut - np.array([u[-1] for u, _ in subs])
-    part = np.stack([fc.centre - start, yt - start, fc.sd, horizon, fc.noise_sd])
+    part = np.stack([fc.centre - start, yt - start, fc.sd, horizon, fc.noise_sd, start])
     part = part[:, np.all(np.isfinite(part), 0) & (part[2] > 0) & (part[3] > 0)]
     if part.shape[1] < MIN_POOL:
         return None
@@ -624,6 +654,10 @@ def backtest(
     weight = _share(np.concatenate([r.drop for r in parts]), seen)
     common = _share(np.concatenate([np.full(r.drop.size, r.drop.mean()) for r in parts]), seen)
     kept = [kept_drop(r.drop, weight, common) for r in parts]
+    shrink = _shrink(parts, kept)
+    kept = [
+        converge(r.level + k, r.horizon, shrink) - r.level for r, k in zip(parts, kept, strict=True)
+    ]
     miss = np.concatenate([r.seen - k for r, k in zip(parts, kept, strict=True)])
     unit = np.concatenate(
         [
@@ -634,7 +668,33 @@ def backtest(
     z = miss[unit > 0] / unit[unit > 0]  # a curve kept flat without noise has no scale
     if z.size < MIN_POOL:
         return NO_BACKTEST
-    return Backtest(weight, _conformal(z), int(z.size), common)
+    return Backtest(weight, _conformal(z), int(z.size), common, shrink)
+
+
+def _shrink(parts: Sequence[_Rehearsal], kept: Sequence[np.ndarray]) -> float:
+    """Least-squares ``Backtest.shrink`` over every cut: the measured endpoints'
+    deviations from their cut's mean against exp(shrink x horizon) times the predicted
+    ones, shrink in [-5, 0] (bounded scalar search: deterministic).
+
+    Letting it be positive too (spreading the predictions wider than forecast) was
+    measured on all shared tables: the learner tables' mean interval score 0.53
+    instead of 0.41 and their pooled coverage lower, the LLM tables unchanged."""
+    dev, miss, horizon = [], [], []
+    for r, k in zip(parts, kept, strict=True):
+        end = r.level + k
+        dev.append(end - end.mean())
+        miss.append(r.seen - k)
+        horizon.append(r.horizon)
+    x, e, h = (np.concatenate(v) for v in (dev, miss, horizon))
+    if not np.any(x):
+        return 0.0
+    res = minimize_scalar(
+        lambda g: float(np.sum((e - np.expm1(g * h) * x) ** 2)),
+        bounds=(-5.0, 0.0),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(min(res.x, 0.0))
 
 
 def _share(forecast: np.ndarray, seen: np.ndarray) -> float:
@@ -686,10 +746,11 @@ def predict_lensllm(
         bt = backtest(rows, huber=huber, accelerate=accelerate) if calibrate else NO_BACKTEST
         last = np.array([y[-1] for _, y in rows])
         drop = fc.centre - last
-        kept = kept_drop(drop, bt.weight, bt.common)
+        horizon = u_target - np.array([u[-1] for u, _ in rows])
+        kept = converge(last + kept_drop(drop, bt.weight, bt.common), horizon, bt.shrink) - last
         if bt.errors:
             sd = effective_sd(fc.sd, drop, bt.weight, fc.noise_sd, drop - kept)
-            unit = spread(sd, u_target - np.array([u[-1] for u, _ in rows]))
+            unit = spread(sd, horizon)
         else:  # no backtest: the filter's own normal interval
             unit = fc.sd
         for j, i in enumerate(usable):

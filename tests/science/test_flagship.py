@@ -15,7 +15,11 @@ from core.science.curves import Curve
 from core.science.flagship import (
     LEVEL,
     NO_BACKTEST,
+    Backtest,
+    _Rehearsal,
+    _shrink,
     backtest,
+    converge,
     effective_sd,
     kept_drop,
     log_points,
@@ -213,9 +217,12 @@ def test_backtest_falls_back_to_the_last_loss_on_noisy_flat_curves() -> None:
         assert bt.errors >= 12 and 0.0 <= bt.weight <= 1.0
         weights.append(bt.weight)
         preds = predict_lensllm(curves, curves[0].sizes[-1], 16 * 2**14)
-        # predictions stay near the last loss instead of following the last wiggle
+        # predictions stay near the last loss (drawn together with the others by the
+        # shrink, which keeps their order) instead of following the last wiggle
         last = np.log([c.losses[-1] for c in curves])
-        moved = np.abs(np.log([p.predicted for p in preds]) - last)
+        horizon = math.log(16 * 2**14 / curves[0].sizes[-1])
+        near = converge(last, np.full(last.size, horizon), bt.shrink)
+        moved = np.abs(np.log([p.predicted for p in preds]) - near)
         raw = predict_lensllm(curves, curves[0].sizes[-1], 16 * 2**14, calibrate=False)
         raw_moved = np.abs(np.log([p.predicted for p in raw]) - last)
         assert moved.mean() <= 0.5 * raw_moved.mean()
@@ -258,14 +265,64 @@ def test_kept_drop_by_hand_and_the_common_share_never_reorders() -> None:
         assert 0.0 <= bt.common <= 1.0
         preds = predict_lensllm(noisy_flat_table(seed), 16 * 2**8, 16 * 2**14)
         last = np.log([c.losses[-1] for c in noisy_flat_table(seed)])
-        # the prediction is last + weight x drop shifted alike for all: same order as that
-        shift = np.log([p.predicted for p in preds]) - last
+        # the prediction is last + weight x drop shifted alike for all (and drawn
+        # together by the shrink): the same order as last + weight x drop
         raw = predict_lensllm(noisy_flat_table(seed), 16 * 2**8, 16 * 2**14, calibrate=False)
         drops = np.log([p.predicted for p in raw]) - last
-        assert np.allclose(shift - bt.weight * drops, np.mean(shift - bt.weight * drops))
+        got = np.log([p.predicted for p in preds])
+        assert np.array_equal(np.argsort(got), np.argsort(last + bt.weight * drops))
     for seed in range(3):  # clean power laws: the mean drop is kept nearly whole
         curves, _ = law_table(seed, m=8, sigma=0.002)
         assert backtest([log_points(c) for c in curves]).common > 0.8
+
+
+def test_converge_by_hand_keeps_the_order_and_the_mean() -> None:
+    total = np.array([0.0, 1.0, 2.0, np.nan])
+    # factor exp(ln(0.5) x 1) = 0.5 around the finite mean 1; the nan stays nan
+    out = converge(total, np.ones(4), math.log(0.5))
+    assert np.allclose(out[:3], [0.5, 1.0, 1.5]) and np.isnan(out[3])
+    assert np.array_equal(converge(total[:3], np.ones(3), 0.0), total[:3])
+    far = converge(total[:3], np.full(3, 10.0), -1.0)  # however long the horizon: no crossing
+    assert far[0] < far[1] < far[2] and np.isclose(far.mean(), 1.0)
+
+
+def test_shrink_recovers_a_known_drawing_together_and_never_widens() -> None:
+    rng = np.random.default_rng(3)
+
+    def cut(h: float, g: float) -> tuple[_Rehearsal, np.ndarray]:
+        level, drop = rng.normal(0.0, 0.3, 6), rng.normal(-0.2, 0.05, 6)
+        end = level + drop
+        seen = drop + np.expm1(g * h) * (end - end.mean())
+        ones = np.ones(6)
+        return _Rehearsal(drop, seen, ones, h * ones, 0.01 * ones, level), drop
+
+    for g in (-0.3, -0.05):
+        parts, kept = zip(*(cut(h, g) for h in (0.7, 1.4, 2.8)), strict=True)
+        assert _shrink(parts, kept) == pytest.approx(g, abs=1e-4)
+    parts, kept = zip(*(cut(h, 0.2) for h in (0.7, 1.4)), strict=True)
+    assert _shrink(parts, kept) == pytest.approx(0.0, abs=1e-4)  # a widening is not followed
+
+
+def test_the_spread_shrink_keeps_every_ranking_on_the_published_curves() -> None:
+    table = Table.read(BENCH / "gigaword.csv")
+    curves = [c.up_to(12800) for c in table.curves if 1_638_400 in c.sizes]
+    bt = backtest([log_points(c) for c in curves])
+    assert bt.shrink < 0  # these curves draw together as they grow
+    preds = predict_lensllm(curves, 12800, 1_638_400)
+    unshrunk = [
+        c.losses[-1] * math.exp(float(k))
+        for c, k in zip(curves, _unshrunk_drops(curves, bt), strict=True)
+    ]
+    scores = [p.score for p in preds]
+    assert np.array_equal(np.argsort(scores), np.argsort(unshrunk))
+    assert np.std(np.log(scores)) < np.std(np.log(unshrunk))
+
+
+def _unshrunk_drops(curves: list[Curve], bt: Backtest) -> np.ndarray:
+    """Each curve's kept drop without the shrink: the raw forecast's drop, shared and own shares."""
+    raw = predict_lensllm(curves, curves[0].sizes[-1], 1_638_400, calibrate=False)
+    drop = np.log([p.predicted for p in raw]) - np.log([c.losses[-1] for c in curves])
+    return kept_drop(drop, bt.weight, bt.common)
 
 
 def test_backtest_needs_enough_curves_and_points() -> None:
@@ -281,5 +338,5 @@ def test_backtest_needs_enough_curves_and_points() -> None:
 def test_backtest_never_raises_on_arbitrary_positive_curves(curves: list[Curve]) -> None:
     rows = [r for r in (log_points(c) for c in curves) if r[0].size >= 2]
     bt = backtest(rows)
-    assert 0.0 <= bt.weight <= 1.0 and 0.0 <= bt.common <= 1.0
+    assert 0.0 <= bt.weight <= 1.0 and 0.0 <= bt.common <= 1.0 and -5.0 <= bt.shrink <= 0.0
     assert math.isfinite(bt.quantile) and bt.quantile >= 0
