@@ -3,8 +3,8 @@
 One refit runs the configured selector over every live model's curve (a pooled
 selector shares strength across them), detects each model's phase transition
 once, stores the typed results (FitResult, Transition, Prediction) on the
-model's record, and yields LawFitted and PhaseDetected for the model that got
-the point, then the new ranking. The same objects go into the events and into
+model's record, and yields LawFitted and PhaseDetected for each model that got
+a point since the last, then the new ranking. The same objects go into the events and into
 results.json; nothing is flattened to a dict and rebuilt on the way.
 """
 
@@ -30,8 +30,8 @@ CURVE_SAMPLES = 48
 """Points of a fitted law sent for the chart (log-spaced up to the target)."""
 
 
-def refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[Event]:
-    """Refit every live curve with the configured selector; report ``model``'s law and phase."""
+def refit(config: RunConfig, record: RunRecord, models: Sequence[str] = ()) -> Iterator[Event]:
+    """Refit every live curve with the configured selector; report each of ``models``' law and phase."""
     live = [m for m in record.models.values() if m.failed is None and m.curve().sizes]
     if not live:
         record.ranking = ()
@@ -39,8 +39,8 @@ def refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[E
     curves = [m.curve() for m in live]
     selection, reason = _select(config, curves)
     if selection is None:
-        if model is not None:
-            failed = FitResult(config.selector, {}, False, reason=reason)
+        failed = FitResult(config.selector, {}, False, reason=reason)
+        for model in models:
             yield LawFitted(model=model, fit=failed, ok=False, reason=reason)
             yield PhaseDetected(model, Transition(None, 0.0, reason))
         yield RankingUpdated(record.ranking)
@@ -63,8 +63,9 @@ def refit(config: RunConfig, record: RunRecord, model: str | None) -> Iterator[E
         _entry(rank, by_model[name], paths.get(name, ()))
         for rank, name in enumerate(selection.ranking, 1)
     )
-    if model is not None and model in by_model:
-        yield from _model_events(config, record.models[model], by_model[model])
+    for model in models:
+        if model in by_model:
+            yield from _model_events(config, record.models[model], by_model[model])
     yield RankingUpdated(record.ranking)
 
 

@@ -14,6 +14,12 @@ after some of the model's points, the model is refitted again so its law uses
 it. Reused points are refitted together when the run moves to another model
 (or ends), so a fully reused model costs one refit, not one per point.
 
+The refit comes after the free workers have their next jobs, never between a
+result and the next submission: no policy decision reads it (the adaptive
+policy keeps its own predictions), and on the tiny zoo it took about as long
+as a small point, so doing it first left a worker idle for every point. The
+models whose points came in meanwhile are refitted together, once.
+
 Cancel (or the consumer closing the generator) cancels every job; points that
 finish meanwhile are still stored. While paused, no new point starts and the
 running ones hold at their next step.
@@ -81,6 +87,10 @@ class Scheduler:
         self.cands: dict[str, Candidate] = {}
         self.pending: str | None = None
         """A model whose reused points are not refitted yet."""
+        self.stale: dict[str, None] = {}
+        """Models with results since their last refit, in arrival order (a set that keeps order)."""
+        self.rerank = False
+        """A failed model is still in the ranking: refit to drop it."""
         self.paused = False
         self.shown = 0.0
 
@@ -103,13 +113,15 @@ class Scheduler:
                     yield from self._one(*step)
                     if controls.cancel.is_set():
                         break
+                yield from self._refit()  # the workers are fed: now the driver's own work
                 if not self.flying and not asked and not self.paused:
                     break  # nothing in flight and the policy has nothing more: done
                 if self.flying or self.paused:
                     for update in self.executor.poll(0.05):
                         yield from self._update(update)
                     yield from self._workers()
-            yield from self._flush()
+            self._settle()
+            yield from self._refit()
         finally:
             if self.flying:
                 self.executor.cancel()
@@ -118,7 +130,7 @@ class Scheduler:
 
     def _one(self, name: str, size: int) -> Iterator[Event]:
         if name != self.pending:
-            yield from self._flush()
+            self._settle()
         rec = self.m.record.models[name]
         try:
             cand = yield from self._enter(name)
@@ -208,9 +220,9 @@ class Scheduler:
         if self.pending == rec.model:
             self.pending = None
         yield finished
-        yield from refit(self.m.config, self.m.record, rec.model)
-        self.m.record.write()
         yield from self._observe(rec, size)
+        self.stale[rec.model] = None
+        self.m.record.write()
 
     def _probed(self, cand: Candidate, update: JobDone | JobFailed) -> Iterator[Event]:
         if isinstance(update, JobFailed) and update.cause == "cancelled":
@@ -219,7 +231,7 @@ class Scheduler:
         error = update.reason if isinstance(update, JobFailed) else None
         yield self.m.probed(cand, result, error)
         if cand.rec.failed is None and cand.rec.points and cand.rec.spectrum is not None:
-            yield from refit(self.m.config, self.m.record, cand.rec.model)
+            self.stale[cand.rec.model] = None
         self.m.record.write()
 
     def _started(self, name: str, size: int) -> PointStarted:
@@ -251,11 +263,22 @@ class Scheduler:
             yield ModelEliminated(e.model, e.reason, e.compute_saved)
         self.reported = len(made)
 
-    def _flush(self) -> Iterator[Event]:
+    def _settle(self) -> None:
+        """The run moves on from a model whose points were reused: it is due a refit now."""
         name, self.pending = self.pending, None
-        if name is not None and self.m.record.models[name].failed is None:
-            yield from refit(self.m.config, self.m.record, name)
-            self.m.record.write()
+        if name is not None:
+            self.stale[name] = None
+
+    def _refit(self) -> Iterator[Event]:
+        """One refit for every model with results since the last (and for a failure)."""
+        records = self.m.record.models
+        stale = [n for n in self.stale if records[n].failed is None and n != self.pending]
+        if not stale and not self.rerank:
+            return
+        self.stale = {n: None for n in self.stale if n == self.pending}
+        self.rerank = False
+        yield from refit(self.m.config, self.m.record, stale)
+        self.m.record.write()
 
     def _fail(self, rec: ModelRecord, reason: str) -> Iterator[Event]:
         rec.failed = reason
@@ -266,7 +289,7 @@ class Scheduler:
                 self.executor.cancel(job_id)
         yield ModelFailed(rec.model, reason)
         if any(e.model == rec.model for e in self.m.record.ranking):
-            yield from refit(self.m.config, self.m.record, None)  # drop it from the ranking
+            self.rerank = True  # drop it from the ranking at the next refit
         self.m.record.write()
 
     # --- controls and the workers panel ----------------------------------------

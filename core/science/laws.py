@@ -24,6 +24,7 @@ a ``FitResult`` with ``ok=False`` and a reason; nothing here raises on data.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -174,7 +175,46 @@ def fit_law(
     A size of 0 in ``sizes`` (or ``zero_shot``) is the zero-shot loss: the
     lensllm and rectified laws use it as their D -> 0 limit B/F + E, the
     vanilla law (which diverges at D = 0) ignores it.
+
+    The fit is a pure function of its arguments, so it is memoised: a run's
+    refit asks the flagship the same curve at several sizes between the budget
+    and the target (the chart's predictive path), and each ask fitted the same
+    law again; that was most of the driver's time between two points. The
+    returned FitResult is shared between callers and must not be changed.
     """
+    try:
+        key = (tuple(map(float, sizes)), tuple(map(float, losses)))
+        hash((key, spectrum, zero_shot))
+    except (TypeError, ValueError):  # not a flat sequence of numbers: no memo, same answer
+        return _fit_law(law, sizes, losses, spectrum, seed, zero_shot)
+    return _fit_memo(law, *key, spectrum, seed, zero_shot)
+
+
+FIT_MEMO_SIZE = 1024
+"""Fits kept by ``fit_law``'s memo: a refit asks about one per model, a bench
+replay a few per curve and budget; each entry is a few hundred bytes."""
+
+
+@functools.lru_cache(maxsize=FIT_MEMO_SIZE)
+def _fit_memo(
+    law: str,
+    sizes: tuple[float, ...],
+    losses: tuple[float, ...],
+    spectrum: NTKSpectrum | None,
+    seed: int,
+    zero_shot: float | None,
+) -> FitResult:
+    return _fit_law(law, sizes, losses, spectrum, seed, zero_shot)
+
+
+def _fit_law(
+    law: str,
+    sizes: Sequence[float] | np.ndarray,
+    losses: Sequence[float] | np.ndarray,
+    spectrum: NTKSpectrum | None,
+    seed: int,
+    zero_shot: float | None,
+) -> FitResult:
     if law not in LAWS:
         return _fail(law, f"unknown law {law!r} (expected one of {', '.join(LAWS)})")
     prepared = _prepare(sizes, losses, zero_shot)

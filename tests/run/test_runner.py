@@ -101,6 +101,37 @@ def test_event_order(reference: tuple[Path, list[object]]) -> None:
     assert {e.model for e in end.ranking} == set(MODELS)
 
 
+def test_next_job_is_submitted_before_the_last_point_is_refitted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refit is driver work no decision waits on: the free worker gets its job first."""
+    import core.run.runner as runner_mod
+
+    log: list[object] = []
+    real = runner_mod.make_executor
+
+    def recording(*args: object, **kwargs: object) -> object:
+        executor = real(*args, **kwargs)  # type: ignore[arg-type]
+        submit = executor.submit
+
+        def logged(job: object) -> None:
+            log.append(("submit", job.model, job.size))  # type: ignore[attr-defined]
+            submit(job)  # type: ignore[arg-type]
+
+        executor.submit = logged  # type: ignore[method-assign]
+        return executor
+
+    monkeypatch.setattr(runner_mod, "make_executor", recording)
+    config = tiny_config(tmp_path, models=MODELS[:1], ntk=NTKConfig(enabled=False))
+    for event in run_events(config):
+        log.append(event)
+    finished = [i for i, e in enumerate(log) if isinstance(e, PointFinished) and e.size > 0]
+    assert len(finished) == len(SIZES)
+    for i in finished[:-1]:  # every trained point but the last has a successor to submit
+        refitted = next(j for j in range(i, len(log)) if isinstance(log[j], LawFitted))
+        assert any(isinstance(x, tuple) for x in log[i:refitted]), log[i : refitted + 1]
+
+
 def test_results_json_and_curves_csv(reference: tuple[Path, list[object]]) -> None:
     out, events = reference
     res = json.loads((out / "results.json").read_text())
