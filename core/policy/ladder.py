@@ -42,10 +42,22 @@ class Policy(Protocol):
 
 
 class LadderPolicy:
-    """Every model on 0 then every ladder size, in order; a failed model's rest is dropped."""
+    """Every model on 0 then every ladder size, in order; a failed model's rest is dropped.
 
-    def __init__(self, models: Sequence[str], sizes: Sequence[int]) -> None:
-        self._plan = deque((m, s) for m in models for s in (0, *sizes))
+    With ``largest_first`` (several workers) a model's trained sizes go largest
+    first, after its zero-shot point. Each size roughly doubles its point's
+    time, so in ladder order a run on two workers ended with the last model's
+    largest point running alone while the other worker idled; started first, it
+    runs beside the smaller ones (longest processing time first, the classic
+    rule for keeping parallel machines busy to the end). One worker keeps the
+    ladder order, in which the curve grows as the user watches.
+    """
+
+    def __init__(
+        self, models: Sequence[str], sizes: Sequence[int], *, largest_first: bool = False
+    ) -> None:
+        order = sorted(sizes, reverse=True) if largest_first else list(sizes)
+        self._plan = deque((m, s) for m in models for s in (0, *order))
         self._dropped = 0
 
     def next_point(self) -> tuple[str, int] | None:

@@ -48,7 +48,7 @@ from core.run.candidate import (
     ntk_settings,
     point_hparams,
 )
-from core.run.executors import make_executor, resolve_backend
+from core.run.executors import Executor, make_executor, resolve_backend
 from core.run.lock import lock_run_dir
 from core.run.records import ModelRecord, RunRecord, existing_completeness, write_failure
 from core.run.scheduler import Scheduler
@@ -117,17 +117,35 @@ def _run(config: RunConfig, controls: Controls) -> Iterator[Event]:
 
 
 def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]:
-    """The run, once its directory is locked: config.toml, data, store, then the loop."""
-    from core.training import data as data_mod
+    """The run, once its directory is locked: config.toml, the workers, then the rest.
 
+    The executor is made first and gets the task once the data is read: its
+    workers (spawned processes importing torch and transformers, or a Ray
+    instance) start up while the driver reads the data and checks the
+    candidates, instead of after.
+    """
     out_dir = Path(config.out_dir)
     try:
         config.save_toml(out_dir / CONFIG_NAME)
     except OSError as exc:
         raise RunDirError(write_failure(exc, out_dir)) from None
+    device = _device(config.device)
+    executor = make_executor(config.executor, None, device)
+    try:
+        yield from _started(config, controls, t0, device, executor)
+    finally:
+        executor.close()
+
+
+def _started(
+    config: RunConfig, controls: Controls, t0: float, device: str, executor: Executor
+) -> Iterator[Event]:
+    """Data, candidates, store and record, then the loop on ``executor``."""
+    from core.training import data as data_mod
+
+    out_dir = Path(config.out_dir)
     task = data_mod.load_task(config.data)
     sizes, warnings = _clip_ladder(task, config.sizes)
-    device = _device(config.device)
     specs, refused = _check_candidates(config, device)
     config, cut = common_max_length(config, specs)
     previews = _encoding_previews(config, task, specs)
@@ -172,12 +190,9 @@ def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]
             record.models[name].failed = reason
             yield ModelFailed(name, reason)
         record.write()
-        if config.policy == "adaptive":
-            policy: Policy = ZeroShotFirst(good, _adaptive_builder(measurer, sizes))
-        else:
-            policy = LadderPolicy(good, sizes)
-        executor = make_executor(config.executor, task, measurer.device)
+        executor.load(task)
         try:
+            policy = _policy(measurer, good, sizes, executor.capacity)
             yield from Scheduler(measurer, policy, total, executor).run()
         finally:
             executor.close()
@@ -187,6 +202,12 @@ def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]
     finally:
         controls.stop.set()
         measurer.store.close()
+
+
+def _policy(measurer: Measurer, models: list[str], sizes: list[int], workers: int) -> Policy:
+    if measurer.config.policy == "adaptive":
+        return ZeroShotFirst(models, _adaptive_builder(measurer, sizes))
+    return LadderPolicy(models, sizes, largest_first=workers > 1)
 
 
 def _check_candidates(

@@ -23,6 +23,12 @@ def test_ladder_runs_every_model_on_zero_then_every_size_in_order() -> None:
     ]  # fmt: skip
 
 
+def test_on_several_workers_a_models_largest_sizes_go_first_after_zero_shot() -> None:
+    assert drain(LadderPolicy(["a", "b"], [200, 400, 800], largest_first=True)) == [
+        ("a", 0), ("a", 800), ("a", 400), ("a", 200), ("b", 0), ("b", 800), ("b", 400), ("b", 200),
+    ]  # fmt: skip
+
+
 def test_a_failed_model_drops_the_rest_of_its_plan_and_counts_it() -> None:
     ladder = LadderPolicy(["a", "b"], [200, 400])
     assert ladder.next_point() == ("a", 0)

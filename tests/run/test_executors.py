@@ -103,11 +103,15 @@ def no_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_pool_gives_the_local_losses_and_keeps_models_loaded(
     task: TaskData, specs: list[ModelSpec], reference: dict[int, float], no_faults: None
 ) -> None:
-    ex = make_executor(ExecutorConfig(backend="pool", workers=2, threads=1), task, "cpu")
+    # made before the task, as the runner makes it: the workers start, no job runs until load
+    ex = make_executor(ExecutorConfig(backend="pool", workers=2, threads=1), None, "cpu")
     assert isinstance(ex, PoolExecutor)
     with ex:
         for job in jobs_for(specs, task):
             ex.submit(job)
+        before = [u for _ in range(10) for u in ex.poll(0.1)]
+        assert before == [] and all(s.job is None for s in ex.slots)
+        ex.load(task)
         probe = PointJob(
             99, specs[0], 0, TRAIN, DATA, task.fingerprint, ntk=NTKConfig(probe_size=8)
         )
@@ -121,6 +125,14 @@ def test_pool_gives_the_local_losses_and_keeps_models_loaded(
         assert math.isclose(got[job_id], loss, abs_tol=1e-5), job_id
     result = next(u.result for u in updates if isinstance(u, JobDone) and u.job_id == 99)
     assert isinstance(result, ProbeResult) and result.n == 8 and result.spectrum.trace > 0
+
+
+def test_a_pool_closed_before_its_task_kills_its_starting_workers() -> None:
+    """Bad data or a failed check ends the run before the task exists: no wait on the workers."""
+    ex = PoolExecutor(None, 2, threads=1)
+    processes = [s.process for s in ex.slots]  # type: ignore[attr-defined]
+    ex.close()
+    assert [p.exitcode for p in processes] == [-signal.SIGKILL] * 2
 
 
 @pytest.mark.slow  # tests/run/test_parallel_run.py kills a worker inside a whole run

@@ -44,8 +44,11 @@ def resolve_backend(cfg: ExecutorConfig, device: str = "auto") -> str:
     return default_backend(device) if cfg.backend == "auto" else cfg.backend
 
 
-def make_executor(cfg: ExecutorConfig, task: Any, device: str = "auto") -> Executor:
+def make_executor(cfg: ExecutorConfig, task: Any | None, device: str = "auto") -> Executor:
     """The executor for a run on ``task``; ``device`` is the run's device setting.
+
+    With ``task`` None the workers start up now and take jobs once ``load``
+    gives them the task.
 
     Raises ConfigError when Ray is asked for and not installed (one line naming
     the extra to install) or cannot be reached.

@@ -15,6 +15,11 @@ just "start this job on that worker" and "what happened since the last poll":
 
 Updates come out of ``poll`` in completion order, not submission order: the
 driver matches them to jobs by ``job_id``.
+
+An executor may be made before the run's task exists and given it with
+``load``: the runner starts the workers (spawned processes importing torch, a
+Ray instance) before it reads the data and checks the candidates, so their
+start-up runs beside the driver's. No job starts before ``load``.
 """
 
 from __future__ import annotations
@@ -79,12 +84,18 @@ class Executor(ABC):
         self._avoid: dict[int, str] = {}
         self._outbox: list[JobUpdate] = []
         self._closed = False
+        self.loaded = False
+        """Whether ``load`` gave the workers the task; until then no job starts."""
         self.paused = False
         self.death: str = ""
         """Why the last worker died (backends set it): the reason queued jobs fail with
         when no worker is left."""
 
     # --- what a backend provides ------------------------------------------------
+
+    @abstractmethod
+    def _load(self, task: object) -> None:
+        """Give every worker (and every later replacement) the run's task."""
 
     @abstractmethod
     def _start(self, slot: Slot, job: PointJob) -> None:
@@ -124,6 +135,14 @@ class Executor(ABC):
     def wants_work(self) -> bool:
         """Whether a new job would start now (a worker is or will be idle)."""
         return self.busy < self.capacity
+
+    def load(self, task: object) -> None:
+        """Give the workers the run's task (the data); jobs start only once it is given."""
+        if self.loaded:
+            raise RuntimeError(f"the {self.name} executor already has its task")
+        self.loaded = True
+        self._load(task)
+        self._dispatch()
 
     def submit(self, job: PointJob) -> None:
         """Queue ``job``; it starts as soon as a worker is free."""
@@ -217,7 +236,7 @@ class Executor(ABC):
         return JobRetried(again, failed.worker, failed.reason)
 
     def _dispatch(self) -> None:
-        if self.paused:
+        if self.paused or not self.loaded:
             return
         for slot in self.slots:
             if not self._queue:

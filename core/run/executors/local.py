@@ -23,20 +23,30 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def __init__(self, task: Any, device: str = "auto", retries: int = 2) -> None:
+    def __init__(self, task: Any | None, device: str = "auto", retries: int = 2) -> None:
+        from core.training.models import resolve_device
+
         super().__init__(retries)
-        self.runner = JobRunner(task, LOCAL_WORKER, device, in_driver=True)
-        self.slots = [Slot(LOCAL_WORKER, str(self.runner.device), started=True)]
+        self._device = device
+        self.runner: JobRunner | None = None
+        self.slots = [Slot(LOCAL_WORKER, str(resolve_device(device)), started=True)]
         self._updates: queue.Queue[JobProgress | JobDone | JobFailed] = queue.Queue()
         self._cancel = threading.Event()
         self._hold = threading.Event()
         self._thread: threading.Thread | None = None
+        if task is not None:
+            self.load(task)
+
+    def _load(self, task: object) -> None:
+        self.runner = JobRunner(task, LOCAL_WORKER, self._device, in_driver=True)
 
     def _start(self, slot: Slot, job: PointJob) -> None:
         self._cancel.clear()
+        runner = self.runner
+        assert runner is not None  # the base class starts no job before load
 
         def work() -> None:
-            self._updates.put(self.runner.run(job, self._cancel, self._updates.put, self._hold))
+            self._updates.put(runner.run(job, self._cancel, self._updates.put, self._hold))
 
         self._thread = threading.Thread(target=work, name=f"train {job.label}", daemon=True)
         self._thread.start()
@@ -65,4 +75,4 @@ class LocalExecutor(Executor):
         self._cancel.set()
         if self._thread is not None:
             self._thread.join()
-        self.runner = None  # type: ignore[assignment]  # frees the loaded model
+        self.runner = None  # frees the loaded model

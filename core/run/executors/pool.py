@@ -10,7 +10,10 @@ The task (the examples, hundreds of kB pickled once) goes to each worker down
 its command pipe, from a thread, not in the spawn arguments: a spawn blocks
 until the child has read its arguments, which a child does only after importing
 torch, so workers would start one after the other, and a child that died
-before reading them would block the driver for good.
+before reading them would block the driver for good. It also lets the workers
+be spawned before the task exists (``load`` sends it): they import torch while
+the driver reads the data. A worker still waiting for its task when the run
+stops (bad data, an error in the checks) is killed at once: it holds nothing.
 
 Workers train in their main thread, where torch's OpenMP threads spin while
 they wait for each other; on a machine with more busy threads than cores that
@@ -68,7 +71,7 @@ class PoolExecutor(Executor):
 
     def __init__(
         self,
-        task: Any,
+        task: Any | None,
         workers: int,
         *,
         gpus: list[str] | None = None,
@@ -79,12 +82,25 @@ class PoolExecutor(Executor):
         self._ctx = mp.get_context("spawn")
         for key, value in OMP_ENV.items():  # children inherit it; torch here has read its own
             os.environ.setdefault(key, value)
-        self._task = pickle.dumps(("task", portable_task(task)), pickle.HIGHEST_PROTOCOL)
+        self._task: bytes | None = None
         self._threads = threads
         self._count = 0
         gpus = list(gpus or [])
         for i in range(max(1, workers)):
             self.slots.append(self._spawn(gpus[i % len(gpus)] if gpus else None))
+        if task is not None:
+            self.load(task)
+
+    def _load(self, task: object) -> None:
+        self._task = pickle.dumps(("task", portable_task(task)), pickle.HIGHEST_PROTOCOL)
+        for w in self.slots:
+            if isinstance(w, _Worker) and w.alive:
+                self._send_task(w)
+
+    def _send_task(self, w: _Worker) -> None:
+        task = threading.Thread(target=self._send, args=(w, self._task), name=f"{w.name} task")
+        task.daemon = True
+        task.start()
 
     def _spawn(self, gpu: str | None) -> _Worker:
         name = f"w{self._count}"
@@ -104,9 +120,8 @@ class PoolExecutor(Executor):
         w = _Worker(
             name, device, ready=False, gpu=gpu, process=process, commands=cmd_write, events=evt_read
         )
-        task = threading.Thread(target=self._send, args=(w, self._task), name=f"{name} task")
-        task.daemon = True
-        task.start()
+        if self._task is not None:
+            self._send_task(w)
         return w
 
     @staticmethod
@@ -183,7 +198,9 @@ class PoolExecutor(Executor):
     def _shutdown(self) -> None:
         workers = [w for w in self.slots if isinstance(w, _Worker)]
         for w in workers:
-            if w.alive:
+            if self._task is None:  # still starting, never given work: nothing to wait for
+                w.process.kill()
+            elif w.alive:
                 self._send(w, ("stop", None))
         for w in workers:
             w.process.join(STOP_SECONDS)

@@ -16,6 +16,8 @@ An actor that dies (its process killed, its node lost) fails its job as ``lost``
 the base class retries the job on another actor, and a fresh actor takes the
 dead one's place (Ray's own actor restarts are off, so retries are counted in
 one place). The task data goes once into the object store; actors fetch it.
+Connecting (or starting the local instance, seconds) happens when the executor
+is made; the actors start with ``load``, when the task is there.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class RayExecutor(Executor):
 
     def __init__(
         self,
-        task: Any,
+        task: Any | None,
         workers: int | None,
         *,
         address: str | None = None,
@@ -149,9 +151,15 @@ class RayExecutor(Executor):
         )
         self._threads = threads
         self._faults = os.environ.get(FAULTS_ENV, "")
-        self._task_box = [self.ray.put(portable_task(task))]
+        self._workers = max(1, workers)
+        self._task_box: list[Any] = []
         self._count = 0
-        self.slots = [self._spawn() for _ in range(max(1, workers))]
+        if task is not None:
+            self.load(task)
+
+    def _load(self, task: object) -> None:
+        self._task_box = [self.ray.put(portable_task(task))]
+        self.slots = [self._spawn() for _ in range(self._workers)]
 
     def _connect(self, address: str | None, workers: int | None, threads: int, gpus: int) -> None:
         address = address or os.environ.get("RAY_ADDRESS") or None
