@@ -176,7 +176,7 @@ def test_beats_ats_on_the_published_curves() -> None:
     assert np.all(pear >= ats_pear - 2.0)
     assert np.mean([r["rel_acc"] for r in ours]) >= np.mean([r["rel_acc"] for r in ats])
     rmse = np.median([r["rmse_log"] for r in ours])
-    assert rmse <= 0.75 * np.median([r["rmse_log"] for r in ats])
+    assert rmse <= 0.6 * np.median([r["rmse_log"] for r in ats])  # 0.049 vs 0.6 x 0.087
 
 
 def test_a_curve_with_an_ntk_spectrum_uses_F_of_theta() -> None:
@@ -303,6 +303,7 @@ def test_shrink_recovers_a_known_drawing_together_and_never_widens() -> None:
     assert _shrink(parts, kept) == pytest.approx(0.0, abs=1e-4)  # a widening is not followed
 
 
+@pytest.mark.skipif(not (BENCH / "gigaword.csv").is_file(), reason="benchmark tables absent")
 def test_the_spread_shrink_keeps_every_ranking_on_the_published_curves() -> None:
     table = Table.read(BENCH / "gigaword.csv")
     curves = [c.up_to(12800) for c in table.curves if 1_638_400 in c.sizes]
