@@ -19,7 +19,10 @@ medians, not absolute seconds):
    workers of one torch thread each. Prints wall seconds, the speed-up over
    local (target: at least 1.6x at 2 workers on a 2-core machine), how busy the
    workers were (training seconds over wall x workers) and checks that every
-   point's loss agrees with local to 1e-5.
+   point's loss agrees with local to 1e-5. It also runs local once more with
+   OpenMP's default wait policy (the command as a user types it), and prints
+   what the cores allow: the workers' points on one thread each against local's
+   on all of them bound the speed-up of the training itself.
 
     python benchmarks/bench_executors.py            # all three, about 6-8 minutes on 2 cores
     python benchmarks/bench_executors.py --quick    # a smaller run and point, for development
@@ -160,7 +163,9 @@ def bench_overhead(point_seconds: float, repeats: int, backends: list[str]) -> N
         )
 
 
-def one_run(out: Path, quick: bool, *executor: str) -> tuple[float, dict[tuple[str, int], Any]]:
+def one_run(
+    out: Path, quick: bool, *executor: str, env: dict[str, str] | None = None
+) -> tuple[float, dict[tuple[str, int], Any]]:
     """Wall seconds of ``lensllm-tui run --no-ui`` as a user types it, and its points.
 
     A fresh process each time, so every backend pays its imports as a user's run
@@ -171,7 +176,7 @@ def one_run(out: Path, quick: bool, *executor: str) -> tuple[float, dict[tuple[s
         cmd += ["--models", ",".join(QUICK_MODELS), "--sizes", ",".join(map(str, QUICK_SIZES))]
     cmd += ["--out", str(out), *executor]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -189,7 +194,15 @@ def bench_runs(workers: int, backends: list[str], quick: bool) -> None:
     what = "a quick run" if quick else "the default run"
     print(f"{what}: {len(models)} models x {[0, *sizes]} with NTK probes, `lensllm-tui run`")
     base, want = one_run(root / "local", quick, "--executor", "local")
-    print(f"  local x1 (in process, torch default threads): {base:6.1f}s")
+    local_train = sum(p["seconds"] for p in want.values())
+    print(
+        f"  local x1 (in process, torch default threads): {base:6.1f}s"
+        f"  ({local_train:.1f}s of it training points)"
+    )
+    # the command as a user types it, with OpenMP's own wait policy (threads spin a while)
+    plain = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    spin, _ = one_run(root / "local-spin", quick, "--executor", "local", env=plain)
+    print(f"  local x1 without OMP_WAIT_POLICY (OpenMP's default): {spin:6.1f}s")
     for backend in backends:
         if ray_missing(backend):
             continue
@@ -202,6 +215,15 @@ def bench_runs(workers: int, backends: list[str], quick: bool) -> None:
         print(
             f"  {backend} x{workers} (1 thread each): {seconds:6.1f}s"
             f"  speed-up {base / seconds:.2f}x, workers busy {100 * busy:.0f}%, {agree}"
+        )
+        print(f"    {spin / seconds:.2f}x over the local run with OpenMP's default policy")
+        # What the cores allow: the same points took `train` seconds on one thread each
+        # against local_train on all of them; no schedule of `workers` one-thread workers
+        # finishes the training in less than train / workers.
+        train = sum(p["seconds"] for p in got.values())
+        print(
+            f"    its points on 1 thread: {train:.1f}s, {train / local_train:.2f}x local's;"
+            f" training alone can be at most {workers * local_train / train:.2f}x faster"
         )
 
 

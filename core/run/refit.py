@@ -4,8 +4,9 @@ One refit runs the configured selector over every live model's curve (a pooled
 selector shares strength across them), detects each model's phase transition
 once, stores the typed results (FitResult, Transition, Prediction) on the
 model's record, and yields LawFitted and PhaseDetected for each model that got
-a point since the last, then the new ranking. The same objects go into the events and into
-results.json; nothing is flattened to a dict and rebuilt on the way.
+a point since the last refit, then the new ranking. The same objects go into
+the events and into results.json; nothing is flattened to a dict and rebuilt
+on the way.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ CURVE_SAMPLES = 48
 
 
 def refit(config: RunConfig, record: RunRecord, models: Sequence[str] = ()) -> Iterator[Event]:
-    """Refit every live curve with the configured selector; report each of ``models``' law and phase."""
+    """Refit every live curve with the configured selector; report ``models``' laws and phases."""
     live = [m for m in record.models.values() if m.failed is None and m.curve().sizes]
     if not live:
         record.ranking = ()
