@@ -503,7 +503,7 @@ def converge(total: np.ndarray, horizon: np.ndarray, shrink: float) -> np.ndarra
 
     Curves of one task draw together as data grows (the worse models have more to
     gain), further than their extrapolations say: on the LLM tables the true target
-    log losses spread 0.2-0.9 times as widely as the forecast ones (least squares per
+    log losses spread 0.2-1.0 times as widely as the forecast ones (least squares per
     cell, the narrower at the smaller budgets). A shared factor keeps every
     candidate's order, and the exponential form never crosses the mean however long
     the horizon. The mean is over the finite entries."""
