@@ -145,6 +145,7 @@ def _started(
 
     out_dir = Path(config.out_dir)
     task = data_mod.load_task(config.data)
+    executor.load(task)  # the workers tokenise and get ready while the candidates are checked
     sizes, warnings = _clip_ladder(task, config.sizes)
     specs, refused = _check_candidates(config, device)
     config, cut = common_max_length(config, specs)
@@ -190,7 +191,6 @@ def _started(
             record.models[name].failed = reason
             yield ModelFailed(name, reason)
         record.write()
-        executor.load(task)
         try:
             policy = _policy(measurer, good, sizes, executor.capacity)
             yield from Scheduler(measurer, policy, total, executor).run()

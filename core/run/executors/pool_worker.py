@@ -41,6 +41,7 @@ def main(
     import torch
 
     from core.run.executors.execute import JobRunner
+    from core.training.models import warm_imports
 
     torch.set_num_threads(threads)
     try:
@@ -80,6 +81,7 @@ def main(
 
     threading.Thread(target=listen, name=f"{name} commands", daemon=True).start()
     events.send(("ready", os.getpid()))
+    warm_imports()  # no job is here yet; the first one would start with these imports
     while (job := jobs.get()) is not None:
         cancel.clear()
         running[:] = [job.id]
