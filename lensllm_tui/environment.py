@@ -27,6 +27,12 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("HF_TOKEN", "Hugging Face access token, for gated or private models and datasets"),
     ("CUDA_VISIBLE_DEVICES", "which GPUs torch sees (--device cuda:N counts among them)"),
     (
+        "OMP_WAIT_POLICY",
+        "how torch's CPU threads wait between operations: unset, OpenMP's default (they spin a"
+        " while: fastest on an otherwise idle machine); PASSIVE (they sleep: several times"
+        " faster when other jobs share the CPUs); pool workers use PASSIVE unless it is set",
+    ),
+    (
         "RAY_ADDRESS",
         "the Ray cluster `--executor ray` joins when `--ray-address` is not given "
         "(unset: a local instance)",
