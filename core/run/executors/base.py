@@ -140,8 +140,8 @@ class Executor(ABC):
         """Give the workers the run's task (the data); jobs start only once it is given."""
         if self.loaded:
             raise RuntimeError(f"the {self.name} executor already has its task")
-        self.loaded = True
         self._load(task)
+        self.loaded = True
         self._dispatch()
 
     def submit(self, job: PointJob) -> None:
