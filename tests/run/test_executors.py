@@ -35,6 +35,7 @@ from core.run.executors.local import LocalExecutor
 from core.run.executors.pool import PoolExecutor
 from core.training.data import TaskData, load_task
 from core.training.models import ModelSpec, resolve_model
+from tests.run.jobs import drain, losses
 
 TRAIN = TrainConfig(batch_size=8, min_steps=6, learning_rate=1e-3)
 DATA = DataConfig(test_size=32, validation_size=8, max_length=48)
@@ -58,29 +59,6 @@ def jobs_for(specs: list[ModelSpec], task: TaskData, train: TrainConfig = TRAIN)
         for k, spec in enumerate(specs)
     ]
     return out
-
-
-def drain(ex: Executor, n: int, limit: float = 240.0, on_update=None) -> list:  # type: ignore[no-untyped-def]
-    """Every update until ``n`` jobs have ended (done or failed for good)."""
-    updates: list = []
-    ended = 0
-    deadline = time.monotonic() + limit
-    while ended < n:
-        assert time.monotonic() < deadline, f"only {ended} of {n} jobs ended: {updates[-5:]}"
-        for u in ex.poll(0.1):
-            updates.append(u)
-            if on_update is not None:
-                on_update(ex, u)
-            ended += isinstance(u, JobDone | JobFailed)
-    return updates
-
-
-def losses(updates: list) -> dict[int, float]:
-    return {
-        u.job_id: u.result.loss
-        for u in updates
-        if isinstance(u, JobDone) and not isinstance(u.result, ProbeResult)
-    }
 
 
 @pytest.fixture(scope="module")

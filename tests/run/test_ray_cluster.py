@@ -11,18 +11,18 @@ every point the in-process loss.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.config import DataConfig, TrainConfig
-from core.run.executors import JobDone, JobFailed, JobProgress, JobRetried, PointJob
+from core.run.executors import Executor, JobDone, JobProgress, JobRetried, PointJob
 from core.run.executors.execute import FAULTS_ENV
 from core.run.executors.local import LocalExecutor
 from core.training.data import TaskData, load_task
 from core.training.models import resolve_model
+from tests.run.jobs import drain, losses
 
 pytestmark = pytest.mark.slow  # three raylets on two cores: about a minute
 
@@ -72,7 +72,7 @@ def test_a_point_on_a_lost_node_is_retried_on_the_node_left(
     with LocalExecutor(task, "cpu") as local:
         for job in jobs:
             local.submit(job)
-        want = _drain(local, len(jobs))
+        want = losses(drain(local, len(jobs), limit=300.0))
 
     from core.run.executors.ray_backend import RayExecutor
 
@@ -83,32 +83,20 @@ def test_a_point_on_a_lost_node_is_retried_on_the_node_left(
         for job in jobs:
             ex.submit(job)
 
-        def lose_node(update: object) -> None:
+        def lose_node(executor: Executor, update: object) -> None:
             if isinstance(update, JobProgress) and not lost:
-                slot = next(s for s in ex.slots if s.job is not None and s.job.id == update.job_id)
+                slot = next(
+                    s for s in executor.slots if s.job is not None and s.job.id == update.job_id
+                )
                 lost.append(slot.name)
                 c.remove_node(_node_of(nodes, slot.pid), allow_graceful=False)  # type: ignore[attr-defined]
 
-        got = _drain(ex, len(jobs), lose_node)
+        got = drain(ex, len(jobs), limit=300.0, on_update=lose_node)
     retried = [u for u in got if isinstance(u, JobRetried)]
     assert len(retried) == 1 and retried[0].worker == lost[0]
     assert "died" in retried[0].reason
     done = {u.job_id: u for u in got if isinstance(u, JobDone)}
     assert set(done) == {j.id for j in jobs}, "every point finished, on the node left"
     assert done[retried[0].job.id].worker != lost[0]
-    expected = {u.job_id: u.result.loss for u in want if isinstance(u, JobDone)}
-    for job_id, loss in expected.items():
+    for job_id, loss in want.items():
         assert math.isclose(done[job_id].result.loss, loss, abs_tol=1e-5), job_id
-
-
-def _drain(ex: object, n: int, on_update: object = None, limit: float = 300.0) -> list[object]:
-    """Every update until ``n`` jobs have ended."""
-    out: list[object] = []
-    deadline = time.monotonic() + limit
-    while sum(isinstance(u, JobDone | JobFailed) for u in out) < n:
-        assert time.monotonic() < deadline, out[-5:]
-        for u in ex.poll(0.1):  # type: ignore[attr-defined]
-            out.append(u)
-            if on_update is not None:
-                on_update(u)  # type: ignore[operator]
-    return out
