@@ -222,7 +222,7 @@ class Scheduler:
         yield finished
         yield from self._observe(rec, size)
         self.stale[rec.model] = None
-        self.m.record.write()
+        self.m.record.write()  # results.json has the point now; the refit rewrites it after
 
     def _probed(self, cand: Candidate, update: JobDone | JobFailed) -> Iterator[Event]:
         if isinstance(update, JobFailed) and update.cause == "cancelled":

@@ -8,7 +8,8 @@ reaches every process and cancelling is the driver's decision, sent as a
 message: a worker killed by it would be retried as lost instead.
 
 Two one-way pipes connect it to the driver. The first command is the task
-(``("task", TaskData)``), sent once the worker is up; then a listener thread reads commands
+(``("task", TaskData)``), sent once the run has read its data (or ``stop``, when the
+run ended before that); then a listener thread reads commands
 (``run``, ``cancel``, ``pause``, ``stop``); the main thread trains and is the only sender,
 so progress, results and failures go out in order. When the driver's end
 closes (the driver exited or was killed), the listener ends the process: there
