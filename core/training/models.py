@@ -21,12 +21,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from core.errors import ConfigError, ModelError, one_line
 from core.training.hub import cached_snapshot, hub_reachable, quiet_progress
+
+if TYPE_CHECKING:  # torch is imported where it is used: a pool's driver starts its workers first
+    import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 """Files whose bytes are weights: what a local folder's fingerprint is taken over."""
@@ -65,6 +66,8 @@ class ModelSpec:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` means CUDA when available, else CPU."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -76,6 +79,10 @@ def check_device(device: str) -> str:
     Called before any model loads, so ``--device cuda`` on a CPU-only machine or a
     malformed ``cuda:abc`` is refused at start rather than failing every point.
     """
+    if device == "cpu":
+        return device
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
@@ -159,20 +166,23 @@ def load_model(
     spec: ModelSpec,
     device: str | torch.device = "cpu",
     *,
-    dtype: torch.dtype | None = torch.float32,
+    dtype: torch.dtype | str | None = "float32",
 ) -> tuple[Any, Any]:
     """(model, tokenizer) through the Auto classes, on ``device``, in eval mode.
 
     Weights are loaded in ``dtype``, fp32 by default whatever the checkpoint
     stores: a bf16 checkpoint would otherwise train in bf16 weights while the
     configured precision says fp32 (bf16 compute comes from autocast instead).
-    ``dtype=None`` keeps the checkpoint's own dtype. A tokenizer without a pad
+    ``dtype=None`` keeps the checkpoint's own dtype (a name is a torch dtype's). A tokenizer without a pad
     token gets one (eos, else unk, else a new ``<pad>`` with the embeddings
     resized), because batches are padded. A causal model whose logits depend on
     later tokens is refused here (ModelError), whatever its config claims.
     """
+    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
     dev = resolve_device(device) if isinstance(device, str) else device
     auto = AutoModelForSeq2SeqLM if spec.kind == "seq2seq" else AutoModelForCausalLM
     offline = {"local_files_only": True} if spec.local_files_only else {}
@@ -214,6 +224,8 @@ def causal_leak(model: torch.nn.Module, length: int = 8, seed: int = 0) -> float
     position itself (which any model shows), so the ratio means the same for a
     random-init model with small logits and for a trained one.
     """
+    import torch
+
     vocab = int(getattr(model.config, "vocab_size", 0) or 2)
     device = next(iter(model.parameters())).device
     gen = torch.Generator().manual_seed(seed)
@@ -239,10 +251,13 @@ def memory_needed(params: int, *, lora: bool) -> int:
 
 def memory_available(device: str | torch.device) -> int | None:
     """Free bytes on ``device``: CUDA's free memory, or the host's available RAM."""
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(dev)
-        return int(free)
+    if (device if isinstance(device, str) else device.type) != "cpu":
+        import torch
+
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(dev)
+            return int(free)
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:
             for line in fh:
@@ -315,15 +330,47 @@ def _encoder_as_decoder(config: Any) -> bool:
     those classes read the flag in ``__init__`` without setting it themselves
     (BART's decoder-only class sets it, and is causal by construction).
     """
+    source = _causal_init_source(config)
+    return source is not None and "is_decoder" in source and "is_decoder = True" not in source
+
+
+def _causal_init_source(config: Any) -> str | None:
+    """The source of the config's causal LM class's ``__init__``, read without importing it.
+
+    Read from the modeling file itself (a transformers architecture's class and
+    its own ``__init__``): importing the class would import transformers'
+    whole modeling stack into the driver, 1.5 s of a pool run's start that its
+    workers, not the driver, need. A class registered at run time or one that
+    inherits its ``__init__`` is imported and inspected instead.
+    """
+    import ast
+    import importlib.util
     import inspect
 
     from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+    from transformers.models.auto.configuration_auto import model_type_to_module_name
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+    model_type = getattr(config, "model_type", "")
+    name = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type)
+    if isinstance(name, str):
+        module = model_type_to_module_name(model_type)
+        try:
+            found = importlib.util.find_spec(f"transformers.models.{module}.modeling_{module}")
+            path = found.origin if found is not None else None
+            text = Path(path).read_text(encoding="utf-8") if path else ""
+            tree = ast.parse(text)
+        except (ImportError, OSError, SyntaxError, ValueError):
+            tree = None
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef)] if tree else []
+        for node in (c for c in classes if c.name == name):
+            for init in node.body:
+                if isinstance(init, ast.FunctionDef) and init.name == "__init__":
+                    return ast.get_source_segment(text, init)
     try:
-        source = inspect.getsource(MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].__init__)
+        return inspect.getsource(MODEL_FOR_CAUSAL_LM_MAPPING[type(config)].__init__)
     except (OSError, TypeError, KeyError):
-        return False
-    return "is_decoder" in source and "is_decoder = True" not in source
+        return None
 
 
 def _config_from(path: str | Path, name: str, **kwargs: Any) -> Any:
@@ -445,6 +492,7 @@ _SAFETENSORS_DTYPES = {
 
 def meta_params(config: Any, kind: str) -> int | None:
     """Parameter count of the architecture, from a weightless instance on the meta device."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     auto = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM

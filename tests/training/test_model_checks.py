@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -58,6 +60,34 @@ def test_causal_check_tells_a_bidirectional_model_from_causal_ones(zoo_cache: Pa
     assert causal_leak(leaky) > 10 * CAUSAL_TOLERANCE
     causal = BertLMHeadModel(BertConfig(**config, is_decoder=True)).eval()
     assert causal_leak(causal) < 1e-5
+
+
+def test_checking_candidates_reads_the_modeling_code_without_importing_it(
+    tmp_path: Path, zoo_cache: Path
+) -> None:
+    """A pool's driver checks every candidate but trains none: no modeling stack for it.
+
+    The encoder-only check reads the causal class's ``__init__`` from its file,
+    so resolving GPT-2, Llama and a BERT (refused) imports none of their modeling
+    modules; a fresh process shows it, since this one has imported them already.
+    """
+    bert = _bert(tmp_path)
+    code = (
+        "import sys\n"
+        "from core.errors import ModelError\n"
+        "from core.training.models import resolve_model\n"
+        f"kinds = [resolve_model(n, cache_dir={str(zoo_cache)!r}).kind"
+        " for n in ('tiny:gpt2-s', 'tiny:llama-s')]\n"
+        "try:\n"
+        f"    resolve_model({str(bert)!r})\n"
+        "except ModelError as exc:\n"
+        "    kinds.append('refused' if 'encoder-only' in str(exc) else str(exc))\n"
+        "loaded = [m for m in sys.modules if m == 'transformers.modeling_utils'"
+        " or m.split('.')[-1] in ('modeling_gpt2', 'modeling_llama', 'modeling_bert')]\n"
+        "print(kinds, loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['causal', 'causal', 'refused'] []"
 
 
 def test_a_bert_saved_as_decoder_is_a_causal_candidate(tmp_path: Path) -> None:
