@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -105,11 +106,54 @@ def test_pool_gives_the_local_losses_and_keeps_models_loaded(
     assert isinstance(result, ProbeResult) and result.n == 8 and result.spectrum.trace > 0
 
 
+def test_pool_workers_take_the_driver_environment_of_their_own_start(
+    task: TaskData, specs: list[ModelSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU workers fork from a server started with the first pool's environment.
+
+    A variable set after that (a fault drill's, a test's cache) still reaches the
+    next pool's workers: here an injected out-of-memory error on the first try.
+    """
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    with PoolExecutor(task, 1, threads=1) as ex:  # the server (if not already) starts now
+        while not ex.slots[0].ready:
+            ex.poll(0.05)
+    monkeypatch.setenv(FAULTS_ENV, f"oom={specs[0].name}@16")
+    with PoolExecutor(task, 1, threads=1) as ex:
+        ex.submit(PointJob(1, specs[0], 16, TRAIN, DATA, task.fingerprint))
+        updates = [u for u in drain(ex, 1) if not isinstance(u, JobProgress | JobStarted)]
+    assert [type(u) for u in updates] == [JobRetried, JobDone]
+    assert "out of memory" in updates[0].reason  # type: ignore[union-attr]
+
+
+def test_the_driver_imports_no_torch_before_it_starts_the_workers() -> None:
+    """The runner and the executors load without torch, so a pool starts first.
+
+    The CPU pool's forkserver then imports torch beside the driver's own imports
+    and checks, rather than after them.
+    """
+    code = (
+        "import sys, core.run.runner, core.run.executors.pool;"
+        "from core.config import ExecutorConfig;"
+        "from core.run.executors import make_executor;"
+        "ex = make_executor(ExecutorConfig(backend='pool', workers=1, threads=1), None, 'cpu');"
+        "print('torch' in sys.modules); ex.close()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False"]
+
+
 def test_a_pool_closed_before_its_task_kills_its_starting_workers() -> None:
     """Bad data or a failed check ends the run before the task exists: no wait on the workers."""
     ex = PoolExecutor(None, 2, threads=1)
     processes = [s.process for s in ex.slots]  # type: ignore[attr-defined]
+    start = time.monotonic()
     ex.close()
+    assert time.monotonic() - start < 1.0, "close does not wait for a starting worker"
+    for slot in ex.slots:  # a worker still starting is killed by its launcher once it is up
+        assert slot.launched.wait(60)  # type: ignore[attr-defined]
+    for p in processes:
+        p.join(5)
     assert [p.exitcode for p in processes] == [-signal.SIGKILL] * 2
 
 
@@ -173,7 +217,8 @@ def test_a_pool_worker_killed_while_it_starts_fails_the_queued_job_with_the_reas
     """
     start = time.monotonic()
     with PoolExecutor(task, 1, threads=1) as ex:
-        assert time.monotonic() - start < 2.0, "spawning does not wait for the child"
+        assert time.monotonic() - start < 2.0, "starting does not wait for the child"
+        assert ex.slots[0].launched.wait(60)  # type: ignore[attr-defined]
         os.kill(ex.slots[0].process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
         ex.submit(PointJob(1, specs[0], 16, TRAIN, DATA, task.fingerprint))
         (failed,) = [u for u in drain(ex, 1, limit=60) if isinstance(u, JobFailed)]

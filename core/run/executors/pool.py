@@ -1,26 +1,34 @@
-"""The pool executor: one long-lived spawned process per device, jobs over pipes.
+"""The pool executor: one long-lived worker process per device, jobs over pipes.
 
-Each worker (pool_worker.main) is spawned, not forked: a fork of a driver that
-has touched CUDA or started threads is unsafe, and spawn gives every worker a
-clean interpreter pinned to its GPU (CUDA_VISIBLE_DEVICES) or, on CPU, to its own
-torch thread count. A worker lives for the whole run and keeps the task and its
-last model loaded between points.
+A worker is never forked from the driver: a fork of a process that has touched
+CUDA or started threads (the dashboard's, the pipes' senders) is unsafe. GPU
+workers are spawned, each a clean interpreter pinned to its GPU
+(CUDA_VISIBLE_DEVICES) before it imports torch. CPU workers fork from
+multiprocessing's forkserver, a clean single-threaded process spawned once that
+imports torch, transformers' model stack and the job code before it forks
+(``preload``): on a 2-core machine three processes each importing torch were
+most of a pool run's start-up (the first point came at 6 s against 3.6 s in
+process), and the server pays those imports once, beside the driver's checks.
+The forkserver is spawned with the driver's environment of that moment and
+lives as long as the driver, so each worker also gets the driver's environment
+of its own start (``pool_worker.main``). A worker lives for the whole run and
+keeps the task and its last model loaded between points.
 
-The task (the examples, hundreds of kB pickled once) goes to each worker down
-its command pipe, from a thread, not in the spawn arguments: a spawn blocks
-until the child has read its arguments, which a child does only after importing
-torch, so workers would start one after the other, and a child that died
-before reading them would block the driver for good. It also lets the workers
-be spawned before the task exists (``load`` sends it): they import torch while
-the driver reads the data. A worker still waiting for its task when the run
-stops (bad data, an error in the checks) is killed at once: it holds nothing.
+A worker's process is started from a thread (``_launch``), which then sends it
+the task (the examples, hundreds of kB pickled once) down its command pipe: a
+forkserver start waits until the server has done its imports, a spawn until
+the child has read its arguments, and a child that died before either would
+block the driver for good. So the workers can be started before the task exists
+(``load`` sends it) and come up while the driver reads the data and checks the
+candidates. A worker still waiting for its task when the run stops (bad data,
+an error in the checks) is killed at once: it holds nothing.
 
 Workers train in their main thread, where torch's OpenMP threads spin while
 they wait for each other; on a machine with more busy threads than cores that
 made a 2-thread worker's point 4-5x slower than the same point in process
 (9.6 s against 1.8 s on 2 shared cores), so unless the user set it, workers
 start with OMP_WAIT_POLICY=PASSIVE (it must be in the environment before the
-child loads torch). One-thread CPU workers and GPU workers are not affected.
+process loads torch). One-thread CPU workers and GPU workers are not affected.
 
 Every worker has its own pair of pipes and the driver waits on them together
 with the processes' sentinels (multiprocessing.connection.wait). Nothing is
@@ -39,9 +47,12 @@ import os
 import pickle
 import signal
 import threading
+import time
 from multiprocessing.connection import Connection, wait
+from multiprocessing.context import BaseContext
 from typing import Any
 
+from core.errors import one_line
 from core.run.executors import pool_worker
 from core.run.executors.base import Executor, Slot
 from core.run.executors.execute import portable_task
@@ -51,6 +62,20 @@ OMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
 """Set for the workers unless already set (see the module docstring)."""
 STOP_SECONDS = 10.0
 """How long a worker gets to finish its current step and exit before it is killed."""
+PRELOAD = ["core.run.executors.preload"]
+"""What the forkserver imports before it forks CPU workers (see preload.py)."""
+
+
+def worker_context(gpus: list[str]) -> BaseContext:
+    """How workers start: forked from a preloaded forkserver on CPU, spawned on GPUs.
+
+    A platform without a forkserver (Windows) spawns CPU workers too.
+    """
+    if gpus or "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)  # read when the server starts; once per driver
+    return ctx
 
 
 @dataclasses.dataclass
@@ -61,7 +86,9 @@ class _Worker(Slot):
     events: Connection | None = None
     pid: int | None = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    """Held while a message goes down ``commands`` (the task's sender thread, the driver)."""
+    """Held while a message goes down ``commands`` (the launcher thread, the driver)."""
+    launched: threading.Event = dataclasses.field(default_factory=threading.Event)
+    """Set once its process started (or failed to): only then has it a sentinel."""
 
 
 class PoolExecutor(Executor):
@@ -79,13 +106,16 @@ class PoolExecutor(Executor):
         retries: int = 2,
     ) -> None:
         super().__init__(retries)
-        self._ctx = mp.get_context("spawn")
-        for key, value in OMP_ENV.items():  # children inherit it; torch here has read its own
+        gpus = list(gpus or [])
+        for key, value in OMP_ENV.items():  # before a forkserver or child loads torch
             os.environ.setdefault(key, value)
+        self._ctx = worker_context(gpus)
         self._task: bytes | None = None
+        self._given = threading.Event()
+        """Set by ``load`` (the task is there to send) or by ``close`` (none will come)."""
+        self._launch_lock = threading.Lock()
         self._threads = threads
         self._count = 0
-        gpus = list(gpus or [])
         for i in range(max(1, workers)):
             self.slots.append(self._spawn(gpus[i % len(gpus)] if gpus else None))
         if task is not None:
@@ -93,14 +123,7 @@ class PoolExecutor(Executor):
 
     def _load(self, task: object) -> None:
         self._task = pickle.dumps(("task", portable_task(task)), pickle.HIGHEST_PROTOCOL)
-        for w in self.slots:
-            if isinstance(w, _Worker) and w.alive:
-                self._send_task(w)
-
-    def _send_task(self, w: _Worker) -> None:
-        task = threading.Thread(target=self._send, args=(w, self._task), name=f"{w.name} task")
-        task.daemon = True
-        task.start()
+        self._given.set()  # each worker's launcher sends it once its process is up
 
     def _spawn(self, gpu: str | None) -> _Worker:
         name = f"w{self._count}"
@@ -109,20 +132,43 @@ class PoolExecutor(Executor):
         evt_read, evt_write = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=pool_worker.main,
-            args=(name, gpu, self._threads, cmd_read, evt_write),
+            args=(name, gpu, self._threads, cmd_read, evt_write, dict(os.environ)),
             name=f"lensllm-tui {name}",
             daemon=True,
         )
-        process.start()
-        cmd_read.close()  # the child's ends: closing ours lets EOF reach each side
-        evt_write.close()
         device = f"cuda:{gpu}" if gpu is not None else "cpu"
         w = _Worker(
             name, device, ready=False, gpu=gpu, process=process, commands=cmd_write, events=evt_read
         )
-        if self._task is not None:
-            self._send_task(w)
+        launcher = threading.Thread(
+            target=self._launch, args=(w, cmd_read, evt_write), name=f"{name} launch", daemon=True
+        )
+        launcher.start()
         return w
+
+    def _launch(self, w: _Worker, cmd_read: Connection, evt_write: Connection) -> None:
+        """Start ``w``'s process, then send it the task when there is one (a thread per worker)."""
+        try:
+            w.process.start()
+        except Exception as exc:  # no process (out of memory, no forkserver): it reports dead
+            self.death = f"worker {w.name} ({w.device}) could not start: {one_line(exc)}"
+        finally:
+            cmd_read.close()  # the child's ends: closing ours lets EOF reach each side
+            evt_write.close()
+        with self._launch_lock:  # against close: either it sees this worker or we see it closed
+            w.launched.set()
+            closed = self._closed
+        if w.process.pid is None:
+            w.alive = False
+            return
+        if closed:  # the pool closed while this one started: it holds nothing
+            w.process.kill()
+            w.process.join(2.0)
+            self._close_pipes(w)
+            return
+        self._given.wait()
+        if self._task is not None:
+            self._send(w, self._task)
 
     @staticmethod
     def _send(w: _Worker, message: object) -> None:
@@ -149,9 +195,13 @@ class PoolExecutor(Executor):
 
     def _collect(self, timeout: float) -> list[JobProgress | JobDone | JobFailed]:
         self._replace_dead()
-        live = [w for w in self.slots if isinstance(w, _Worker) and w.alive]
+        live = [w for w in self.slots if isinstance(w, _Worker) and w.alive and w.launched.is_set()]
         handles = [w.events for w in live] + [w.process.sentinel for w in live]
-        ready = set(wait(handles, timeout)) if handles else set()
+        if handles:
+            ready = set(wait(handles, timeout))
+        else:  # every worker is still starting
+            ready = set()
+            time.sleep(timeout)
         out: list[JobProgress | JobDone | JobFailed] = []
         for w in live:
             got = self._drain(w) if w.events in ready or w.process.sentinel in ready else []
@@ -196,7 +246,10 @@ class PoolExecutor(Executor):
                 self.slots[i] = self._spawn(w.gpu)
 
     def _shutdown(self) -> None:
-        workers = [w for w in self.slots if isinstance(w, _Worker)]
+        self._given.set()  # launchers waiting for the task: none will come
+        with self._launch_lock:  # a worker not launched yet is killed by its launcher
+            workers = [w for w in self.slots if isinstance(w, _Worker) and w.launched.is_set()]
+        workers = [w for w in workers if w.process.pid is not None]
         for w in workers:
             if self._task is None:  # still starting, never given work: nothing to wait for
                 w.process.kill()

@@ -1,8 +1,11 @@
-"""The inside of one pool worker process (spawned): pin the device, then run jobs until told to stop.
+"""The inside of one pool worker process: pin the device, then run jobs until told to stop.
 
-Kept apart from the driver side (pool.py) because this is what a spawned child
-imports first: it sets CUDA_VISIBLE_DEVICES before torch can initialise CUDA,
-so the process sees exactly one GPU as ``cuda:0``, and it ignores SIGINT and
+Kept apart from the driver side (pool.py) because this is what a spawned GPU
+worker imports first: it sets CUDA_VISIBLE_DEVICES before torch can initialise
+CUDA, so the process sees exactly one GPU as ``cuda:0``. A CPU worker forked
+from the preloaded forkserver has torch already; it takes the driver's
+environment of its start, since the server's is that of the pool that started
+it (a fault drill's variable, a test's cache). Every worker ignores SIGINT and
 SIGTERM, since Ctrl-C in a terminal (and a SIGTERM sent to the process group)
 reaches every process and cancelling is the driver's decision, sent as a
 message: a worker killed by it would be retried as lost instead.
@@ -33,8 +36,11 @@ def main(
     threads: int,
     commands: Connection,
     events: Connection,
+    environ: dict[str, str],
 ) -> None:
-    """Entry point of a spawned worker; ``gpu`` is the physical id it is pinned to, or None (CPU)."""
+    """A worker's entry point; ``gpu`` is the physical id it is pinned to, or None (CPU)."""
+    os.environ.clear()
+    os.environ.update(environ)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -82,7 +88,7 @@ def main(
 
     threading.Thread(target=listen, name=f"{name} commands", daemon=True).start()
     events.send(("ready", os.getpid()))
-    warm_imports()  # no job is here yet; the first one would start with these imports
+    warm_imports()  # no job is here yet (a forked worker has them from the forkserver)
     while (job := jobs.get()) is not None:
         cancel.clear()
         running[:] = [job.id]
