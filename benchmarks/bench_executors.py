@@ -169,7 +169,8 @@ def one_run(
     """Wall seconds of ``lensllm-tui run --no-ui`` as a user types it, and its points.
 
     A fresh process each time, so every backend pays its imports as a user's run
-    does (the local run once, in the driver; pool and ray also in each worker).
+    does (the local run once, in the driver; a CPU pool also in its forkserver,
+    ray in each worker).
     """
     cmd = [sys.executable, "-m", "lensllm_tui", "run", "--no-ui", "--device", "cpu"]
     if quick:

@@ -120,9 +120,10 @@ def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]
     """The run, once its directory is locked: config.toml, the workers, then the rest.
 
     The executor is made first and gets the task once the data is read: its
-    workers (spawned processes importing torch and transformers, or a Ray
-    instance) start up while the driver reads the data and checks the
-    candidates, instead of after.
+    workers (processes importing torch and transformers, or a Ray instance)
+    start up while the driver reads the data and checks the candidates,
+    instead of after. Nothing the driver imports up to here loads torch, so a
+    CPU pool's forkserver starts before the driver's own imports.
     """
     out_dir = Path(config.out_dir)
     try:

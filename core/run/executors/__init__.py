@@ -3,7 +3,7 @@
 ``make_executor`` turns a run's ``[executor]`` settings into one of the three
 backends behind the same interface (``base.Executor``). The backends are
 imported here only when asked for, so a run that never uses Ray never imports it
-and a spawned pool worker imports only what it needs.
+and a pool worker imports only what it needs.
 """
 
 from __future__ import annotations

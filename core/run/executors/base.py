@@ -17,7 +17,7 @@ Updates come out of ``poll`` in completion order, not submission order: the
 driver matches them to jobs by ``job_id``.
 
 An executor may be made before the run's task exists and given it with
-``load``: the runner starts the workers (spawned processes importing torch, a
+``load``: the runner starts the workers (processes importing torch, a
 Ray instance) before it reads the data and checks the candidates, so their
 start-up runs beside the driver's. No job starts before ``load``.
 """

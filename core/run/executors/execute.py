@@ -1,6 +1,6 @@
 """The worker side of every executor: run one job on the task this worker holds.
 
-A ``JobRunner`` lives wherever jobs run (a thread of the driver, a spawned pool
+A ``JobRunner`` lives wherever jobs run (a thread of the driver, a pool
 process, a Ray actor), so the three backends train a point with the very same
 code and get the same losses. It keeps the task (tokenised once per tokenizer)
 and the last model it loaded: ``train_point`` restores the pretrained weights
