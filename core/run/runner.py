@@ -122,8 +122,9 @@ def _locked(config: RunConfig, controls: Controls, t0: float) -> Iterator[Event]
     The executor is made first and gets the task once the data is read: its
     workers (processes importing torch and transformers, or a Ray instance)
     start up while the driver reads the data and checks the candidates,
-    instead of after. Nothing the driver imports up to here loads torch, so a
-    CPU pool's forkserver starts before the driver's own imports.
+    instead of after. On ``--device cpu`` nothing the driver has imported by
+    now loads torch (``auto`` asks torch for GPUs), so a CPU pool's
+    forkserver starts before the driver's own heavy imports.
     """
     out_dir = Path(config.out_dir)
     try:
