@@ -33,7 +33,7 @@ from core.run.executors import (
 )
 from core.run.executors.execute import FAULTS_ENV
 from core.run.executors.local import LocalExecutor
-from core.run.executors.pool import PoolExecutor
+from core.run.executors.pool import PoolExecutor, worker_context
 from core.training.data import TaskData, load_task
 from core.training.models import ModelSpec, resolve_model
 from tests.run.jobs import drain, losses
@@ -124,6 +124,16 @@ def test_pool_workers_take_the_driver_environment_of_their_own_start(
         updates = [u for u in drain(ex, 1) if not isinstance(u, JobProgress | JobStarted)]
     assert [type(u) for u in updates] == [JobRetried, JobDone]
     assert "out of memory" in updates[0].reason  # type: ignore[union-attr]
+
+
+def test_cpu_workers_fork_from_the_forkserver_on_linux_and_gpu_workers_are_spawned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert worker_context([]).get_start_method() == "forkserver"
+    assert worker_context(["0", "1"]).get_start_method() == "spawn"  # no CUDA through a fork
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert worker_context([]).get_start_method() == "spawn"
 
 
 def test_the_driver_imports_no_torch_before_it_starts_the_workers() -> None:

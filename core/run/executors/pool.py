@@ -3,8 +3,8 @@
 A worker is never forked from the driver: a fork of a process that has touched
 CUDA or started threads (the dashboard's, the pipes' senders) is unsafe. GPU
 workers are spawned, each a clean interpreter pinned to its GPU
-(CUDA_VISIBLE_DEVICES) before it imports torch. CPU workers fork from
-multiprocessing's forkserver, a clean single-threaded process spawned once that
+(CUDA_VISIBLE_DEVICES) before it imports torch. CPU workers (on Linux) fork
+from multiprocessing's forkserver, a clean single-threaded process spawned once that
 imports torch, transformers' model stack and the job code before it forks
 (``preload``): on a 2-core machine three processes each importing torch were
 most of a pool run's start-up (the first point came at 6 s against 3.6 s in
@@ -46,6 +46,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from multiprocessing.connection import Connection, wait
@@ -69,9 +70,11 @@ PRELOAD = ["core.run.executors.preload"]
 def worker_context(gpus: list[str]) -> BaseContext:
     """How workers start: forked from a preloaded forkserver on CPU, spawned on GPUs.
 
-    A platform without a forkserver (Windows) spawns CPU workers too.
+    Only on Linux: Windows has no forkserver, and on macOS a fork of a process
+    that has loaded system frameworks (torch's Accelerate) is not safe, which is
+    why Python spawns there by default.
     """
-    if gpus or "forkserver" not in mp.get_all_start_methods():
+    if gpus or not sys.platform.startswith("linux"):
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)  # read when the server starts; once per driver
