@@ -161,9 +161,7 @@ def test_a_pool_closed_before_its_task_kills_its_starting_workers() -> None:
     ex.close()
     assert time.monotonic() - start < 1.0, "close does not wait for a starting worker"
     for slot in ex.slots:  # a worker still starting is killed by its launcher once it is up
-        assert slot.launched.wait(60)  # type: ignore[attr-defined]
-    for p in processes:
-        p.join(5)
+        slot.launcher.join(60)  # type: ignore[attr-defined]
     assert [p.exitcode for p in processes] == [-signal.SIGKILL] * 2
 
 

@@ -92,6 +92,7 @@ class _Worker(Slot):
     """Held while a message goes down ``commands`` (the launcher thread, the driver)."""
     launched: threading.Event = dataclasses.field(default_factory=threading.Event)
     """Set once its process started (or failed to): only then has it a sentinel."""
+    launcher: threading.Thread | None = None
 
 
 class PoolExecutor(Executor):
@@ -117,6 +118,10 @@ class PoolExecutor(Executor):
         self._given = threading.Event()
         """Set by ``load`` (the task is there to send) or by ``close`` (none will come)."""
         self._launch_lock = threading.Lock()
+        self._closing = False
+        """Set by ``close`` under ``_launch_lock``: a worker launched after that is its
+        launcher's to kill, one launched before is close's (never both: two joins of
+        one forkserver child race for its exit status)."""
         self._threads = threads
         self._count = 0
         for i in range(max(1, workers)):
@@ -143,10 +148,10 @@ class PoolExecutor(Executor):
         w = _Worker(
             name, device, ready=False, gpu=gpu, process=process, commands=cmd_write, events=evt_read
         )
-        launcher = threading.Thread(
+        w.launcher = threading.Thread(
             target=self._launch, args=(w, cmd_read, evt_write), name=f"{name} launch", daemon=True
         )
-        launcher.start()
+        w.launcher.start()
         return w
 
     def _launch(self, w: _Worker, cmd_read: Connection, evt_write: Connection) -> None:
@@ -158,9 +163,9 @@ class PoolExecutor(Executor):
         finally:
             cmd_read.close()  # the child's ends: closing ours lets EOF reach each side
             evt_write.close()
-        with self._launch_lock:  # against close: either it sees this worker or we see it closed
+        with self._launch_lock:  # against close: either it sees this worker or we see it closing
             w.launched.set()
-            closed = self._closed
+            closed = self._closing
         if w.process.pid is None:
             w.alive = False
             return
@@ -251,6 +256,7 @@ class PoolExecutor(Executor):
     def _shutdown(self) -> None:
         self._given.set()  # launchers waiting for the task: none will come
         with self._launch_lock:  # a worker not launched yet is killed by its launcher
+            self._closing = True
             workers = [w for w in self.slots if isinstance(w, _Worker) and w.launched.is_set()]
         workers = [w for w in workers if w.process.pid is not None]
         for w in workers:
