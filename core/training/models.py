@@ -173,9 +173,10 @@ def load_model(
     Weights are loaded in ``dtype``, fp32 by default whatever the checkpoint
     stores: a bf16 checkpoint would otherwise train in bf16 weights while the
     configured precision says fp32 (bf16 compute comes from autocast instead).
-    ``dtype=None`` keeps the checkpoint's own dtype (a name is a torch dtype's). A tokenizer without a pad
-    token gets one (eos, else unk, else a new ``<pad>`` with the embeddings
-    resized), because batches are padded. A causal model whose logits depend on
+    ``dtype`` is a torch dtype or its name (the default is a name, so that this
+    module imports without torch); ``None`` keeps the checkpoint's own dtype. A
+    tokenizer without a pad token gets one (eos, else unk, else a new ``<pad>``
+    with the embeddings resized), because batches are padded. A causal model whose logits depend on
     later tokens is refused here (ModelError), whatever its config claims.
     """
     import torch
@@ -362,8 +363,9 @@ def _causal_init_source(config: Any) -> str | None:
             tree = ast.parse(text)
         except (ImportError, OSError, SyntaxError, ValueError):
             tree = None
-        classes = [n for n in tree.body if isinstance(n, ast.ClassDef)] if tree else []
-        for node in (c for c in classes if c.name == name):
+        for node in tree.body if tree is not None else ():
+            if not (isinstance(node, ast.ClassDef) and node.name == name):
+                continue
             for init in node.body:
                 if isinstance(init, ast.FunctionDef) and init.name == "__init__":
                     return ast.get_source_segment(text, init)
