@@ -340,6 +340,8 @@ def levels(llm: Sequence[Table], learners: Sequence[Table]) -> None:
         print(f"  {table.dataset:>9} (target/rehearsals): " + ", ".join(line))
     for name, tables in (("LLM tables", llm), ("learner tables", learners)):
         pairs = np.array([(at, seen) for t in tables for _, at, seen in level_slopes(t)])
+        if len(pairs) < 3:  # a bench folder without learner tables, say
+            continue
         same = np.mean(np.sign(pairs[:, 0]) == np.sign(pairs[:, 1]))
         r = np.corrcoef(pairs.T)[0, 1]
         print(
