@@ -256,7 +256,7 @@ def null_outside(
 
 
 def per_table(tables: Sequence[Table], draws: int, rng: np.random.Generator) -> None:
-    print("\nPer-table coverage of the 90% intervals, all shared tables")
+    print("\nPer-table coverage of the 90% intervals, every table")
     ours = [cells(t, "lensllm") for t in tables]
     shown = [np.mean([c.covered for c in cs]) for cs in ours]
     measured = sum(not BAND[0] <= v <= BAND[1] for v in shown)
@@ -286,9 +286,9 @@ def per_table(tables: Sequence[Table], draws: int, rng: np.random.Generator) -> 
 
 
 def level_slope(miss: np.ndarray, level: np.ndarray, horizon: np.ndarray) -> float:
-    """Least-squares slope of the misses' deviations on the levels' deviations x horizon:
-    how much more (< 0: less) a curve that starts higher falls than forecast, per unit
-    log horizon (rows are pooled over cuts by the caller, each cut already centred)."""
+    """Least-squares slope of the misses (truth less prediction, in log loss) on the
+    levels x horizon: how much less than forecast a curve that starts higher falls, per
+    unit log horizon (< 0: it falls more). Each cut's rows are centred by the caller."""
     x = level * horizon
     return float(x @ miss / (x @ x)) if x @ x > 0 else 0.0
 
@@ -309,6 +309,10 @@ def rehearsed_levels(curves: Sequence[Curve], budget: int) -> tuple[np.ndarray, 
         m = np.log([c.loss_at(end) for c in ok]) - np.log([p.score for p in preds])
         lv = np.log([c.up_to(cut).losses[-1] for c in ok])
         h = np.log(end) - np.log([max(c.up_to(cut).sizes) for c in ok])
+        keep = np.isfinite(m) & np.isfinite(lv)  # a fallback ranked last has no forecast
+        m, lv, h = m[keep], lv[keep], h[keep]
+        if m.size < 3:
+            continue
         miss.append(m - m.mean())
         level.append(lv - lv.mean())
         horizon.append(h)
@@ -335,11 +339,12 @@ def levels(llm: Sequence[Table], learners: Sequence[Table]) -> None:
     print("\nDo the curves that are worse now fall further than forecast? Slope of the")
     print("flagship's misses on the loss it starts from, per unit log horizon, at the target")
     print("and in its own rehearsals on the visible points (< 0: the worse curves fall more):")
+    slopes = {t.dataset: level_slopes(t) for t in (*llm, *learners)}
     for table in llm:
-        line = [f"{b} {at:+.3f}/{seen:+.3f}" for b, at, seen in level_slopes(table)]
+        line = [f"{b} {at:+.3f}/{seen:+.3f}" for b, at, seen in slopes[table.dataset]]
         print(f"  {table.dataset:>9} (target/rehearsals): " + ", ".join(line))
     for name, tables in (("LLM tables", llm), ("learner tables", learners)):
-        pairs = np.array([(at, seen) for t in tables for _, at, seen in level_slopes(t)])
+        pairs = np.array([(at, seen) for t in tables for _, at, seen in slopes[t.dataset]])
         if len(pairs) < 3:  # a bench folder without learner tables, say
             continue
         same = np.mean(np.sign(pairs[:, 0]) == np.sign(pairs[:, 1]))
