@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.bench import DEFAULT_METHODS, TARGET_MAX, Table, run_bench  # noqa: E402
-from core.errors import LensError  # noqa: E402
+from core.errors import run_script  # noqa: E402
 from core.science import selectors  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -285,8 +285,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except LensError as exc:  # a missing or malformed table: its one line, not a traceback
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
+    run_script(main)

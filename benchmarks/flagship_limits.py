@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.bench import Table, resolve_budget  # noqa: E402
-from core.errors import LensError  # noqa: E402
+from core.errors import run_script  # noqa: E402
 from core.science.curves import Curve  # noqa: E402
 from core.science.flagship import LEVEL, predict_lensllm  # noqa: E402
 from core.science.metrics import coverage  # noqa: E402
@@ -371,8 +371,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        raise SystemExit(main())
-    except LensError as exc:  # a missing or malformed table: its one line, not a traceback
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        raise SystemExit(exc.exit_code) from None
+    run_script(main)

@@ -12,7 +12,10 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 MAX_LINE = 300
 """Longest message shown for one failure; library errors can run to pages."""
@@ -155,3 +158,15 @@ def one_line(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     text = text or type(exc).__name__
     return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
+def run_script(main: Callable[[], int]) -> NoReturn:
+    """Exit with ``main()``'s status; a LensError (bad input) exits with its code after its
+    one line on stderr, so a script given a missing or malformed file says which and how,
+    not a traceback."""
+    try:
+        code = main()
+    except LensError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        code = exc.exit_code
+    raise SystemExit(code)

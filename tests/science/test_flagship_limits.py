@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
+from core.errors import CurveTableError, run_script
 from core.science.metrics import pearson, rel_acc
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "flagship_limits.py"
@@ -116,3 +117,22 @@ def test_the_script_runs_on_a_small_bench_folder(
     assert "The null reaches mean RelAcc 97" in out
     assert "same sign in" in out and "learner tables" in out
     assert "tables outside 80-98%, of 4" in out and "P(none)" in out
+
+
+def test_the_scripts_say_a_missing_table_in_one_line(limits, tmp_path: Path) -> None:
+    # the same exit both benchmark scripts take (core.errors.run_script)
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: limits.main(["--bench", str(tmp_path)]))
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: 1)
+    assert exit_.value.code == 1
+
+
+def test_run_script_prints_the_reason_alone(capsys: pytest.CaptureFixture[str]) -> None:
+    def bad() -> int:
+        raise CurveTableError("flan.csv: file not found\n(second line)")
+
+    with pytest.raises(SystemExit):
+        run_script(bad)
+    assert capsys.readouterr().err == "error: flan.csv: file not found (second line)\n"
