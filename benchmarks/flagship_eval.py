@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.bench import DEFAULT_METHODS, TARGET_MAX, Table, run_bench  # noqa: E402
-from core.errors import run_script  # noqa: E402
+from core.errors import CurveTableError, run_script  # noqa: E402
 from core.science import selectors  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -275,6 +275,8 @@ def main() -> int:
     before = load_before(args.before)
     llm = [Table.read(args.bench / f"{n}.csv") for n in ("flan", "gigaword")]
     lt = [Table.read(p) for p in sorted((args.bench / "learners").glob("*.csv"))]
+    if not lt:  # every learner target would read nan and fail
+        raise CurveTableError(f"{args.bench / 'learners'}: no learner tables (*.csv) there")
     rep = Report()
     llm_old, llm_new = llm_figures(rep, llm, before)
     lt_old, lt_new = learner_figures(rep, lt, before)
