@@ -6,7 +6,7 @@ Three targets of benchmarks/flagship_eval.py have stayed missed through every
 mechanism tried (benchmarks/README.md): mean PearCorr >= ats + 5 and mean RelAcc
 >= 97 on the LLM tables, and 90% coverage within 80-98% in every table. They are
 properties of the errors as much as of a selection rule, so this script measures
-what each would take (about 40 s on 2 cores):
+what each would take (about 25 s on 2 cores):
 
 - Ranking. In each LLM cell a predictor's log errors split into a part every model
   shares (it ranks nothing) and each model's deviation from it. A null predictor
@@ -39,26 +39,24 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import norm, spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from core.bench import Table, resolve_budget  # noqa: E402
+from flagship_eval import LEARNER_BUDGETS, SHARED  # noqa: E402
+
+from core.bench import DEFAULT_BUDGETS, DEFAULT_TARGET, TARGET_MAX, Table, run_bench  # noqa: E402
 from core.errors import run_script  # noqa: E402
 from core.science.curves import Curve  # noqa: E402
 from core.science.flagship import LEVEL, predict_lensllm  # noqa: E402
 from core.science.metrics import coverage  # noqa: E402
-from core.science.selectors import select  # noqa: E402
+from core.science.selectors import Selection  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "benchmarks"
-LLM_TARGET = 1_638_400
-LLM_BUDGETS = (204_800, 102_400, 51_200, 25_600, 12_800, 6_400, 3_200)
-LEARNER_RATIOS = (8, 16, 32, 64)
 RELACC_TARGET = 0.97
 BAND = (0.80, 0.98)
 
@@ -68,40 +66,39 @@ class Cell:
     """One (table, budget) cell of one method: per model, the true and predicted log
     loss and, for methods with intervals, the share of models whose interval held it."""
 
+    budget: int
+    target: int
     truth: np.ndarray
     predicted: np.ndarray
     covered: float | None
 
 
-def plan(table: Table) -> tuple[int, Sequence[int], list[Curve]]:
-    """The table's target, its budgets (largest first) and the curves measured at the target."""
-    if table.dataset in ("flan", "gigaword"):
-        target, budgets = LLM_TARGET, LLM_BUDGETS
-    else:
-        target = table.largest_size
-        budgets = [resolve_budget(Fraction(1, k), target) for k in LEARNER_RATIOS]
-    return target, budgets, [c for c in table.curves if target in c.sizes]
+@cache
+def cells(table: Table, method: str) -> tuple[Cell, ...]:
+    """The method's predictions in every budget cell of the table, largest budget first:
+    the cells ``lensllm-tui bench`` runs (flagship_eval's budgets and targets)."""
+    learner = table.dataset not in ("flan", "gigaword")
+    budgets, target = (
+        (LEARNER_BUDGETS, TARGET_MAX) if learner else (DEFAULT_BUDGETS, DEFAULT_TARGET)
+    )
+    selections: list[Selection] = []
+    run_bench([table], [method], budgets, target, on_record=lambda _, sel: selections.append(sel))
+    return tuple(_cell(sel, table.curves, method) for sel in selections)
 
 
-def cells(table: Table, method: str) -> list[Cell]:
-    """The method's predictions in every budget cell of the table, largest budget first."""
-    target, budgets, curves = plan(table)
-    out = []
-    for b in budgets:
-        sel = select(method, curves, b, target)
-        by_model = {p.model: p for p in sel.predictions}
-        preds = [by_model[c.model] for c in curves]
-        truth = np.array([c.loss_at(target) for c in curves])
-        if method == "subtuning":  # its score is the last seen loss, which it predicts
-            guess = np.array([c.up_to(b).losses[-1] for c in curves], dtype=float)
-        else:
-            guess = np.array([np.nan if p.predicted is None else p.predicted for p in preds])
-        covered = None
-        if sel.level is not None:
-            covered = coverage([p.low for p in preds], [p.high for p in preds], list(truth))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out.append(Cell(np.log(truth), np.log(guess), covered))
-    return out
+def _cell(sel: Selection, curves: Sequence[Curve], method: str) -> Cell:
+    by_model = {p.model: p for p in sel.predictions}
+    measured = [c for c in curves if sel.target in c.sizes]
+    preds = [by_model[c.model] for c in measured]
+    truth = np.array([c.loss_at(sel.target) for c in measured])
+    # subtuning predicts its score, the last seen loss; the others say what they predict
+    guess = [p.score if method == "subtuning" else p.predicted for p in preds]
+    covered = None
+    if sel.level is not None:
+        covered = coverage([p.low for p in preds], [p.high for p in preds], list(truth))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.array([np.nan if g is None else g for g in guess], dtype=float))
+        return Cell(sel.budget, sel.target, np.log(truth), logs, covered)
 
 
 def deviations(cell: Cell) -> np.ndarray:
@@ -176,8 +173,8 @@ def ranking(llm: Sequence[Table], draws: int, rng: np.random.Generator) -> None:
     truths, sds, noises, rows, ours_all, ats_pear = [], [], [], [], [], []
     for table in llm:
         ours, ats = cells(table, "lensllm"), cells(table, "ats")
-        ours_all += ours
-        for b, c, a in zip(LLM_BUDGETS, ours, ats, strict=True):
+        ours_all += list(ours)
+        for c, a in zip(ours, ats, strict=True):
             sd = float(np.nanstd(deviations(c), ddof=1))
             noise = rng.standard_normal((draws, c.truth.size))
             rel, pear = null_ranking(c.truth, sd, noise)
@@ -188,7 +185,7 @@ def ranking(llm: Sequence[Table], draws: int, rng: np.random.Generator) -> None:
             sds.append(sd)
             noises.append(noise)
             print(
-                f"{table.dataset:>9} {b:>6} {sd:7.3f} {100 * actual_rel:7.1f}"
+                f"{table.dataset:>9} {c.budget:>6} {sd:7.3f} {100 * actual_rel:7.1f}"
                 f" {100 * rel.mean():6.1f} {100 * actual_pear:9.1f} {100 * pear.mean():6.1f}"
                 f" {float(np.nanstd(deviations(a), ddof=1)):10.3f}"
             )
@@ -322,16 +319,16 @@ def rehearsed_levels(curves: Sequence[Curve], budget: int) -> tuple[np.ndarray, 
 def level_slopes(table: Table) -> list[tuple[int, float, float]]:
     """Per budget cell: the slope of the flagship's misses at the target and in its
     rehearsals (``level_slope``)."""
-    target, budgets, curves = plan(table)
     out = []
-    for b, c in zip(budgets, cells(table, "lensllm"), strict=True):
-        last = np.log([cv.up_to(b).losses[-1] for cv in curves])
-        h = np.log(target) - np.log([max(cv.up_to(b).sizes) for cv in curves])
+    for c in cells(table, "lensllm"):
+        curves = [cv for cv in table.curves if c.target in cv.sizes]
+        last = np.log([cv.up_to(c.budget).losses[-1] for cv in curves])
+        h = np.log(c.target) - np.log([max(cv.up_to(c.budget).sizes) for cv in curves])
         miss = c.truth - c.predicted
         ok = np.isfinite(miss) & np.isfinite(last)
         miss, last, h = miss[ok], last[ok], h[ok]
         at = level_slope(miss - miss.mean(), last - last.mean(), h)
-        out.append((b, at, level_slope(*rehearsed_levels(curves, b))))
+        out.append((c.budget, at, level_slope(*rehearsed_levels(curves, c.budget))))
     return out
 
 

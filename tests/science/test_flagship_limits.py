@@ -40,7 +40,7 @@ def test_a_null_without_error_always_picks_the_best_and_correlates_fully(limits)
 def test_scaled_errors_match_the_metrics_and_vanish_at_zero(limits) -> None:
     truth = np.log([1.5, 1.2, 2.0, 1.7])
     guess = np.log([1.3, 1.4, 1.9, 1.8])  # picks the 1.5 model: RelAcc (2 - 1.5) / 0.8
-    cell = limits.Cell(truth, guess, None)
+    cell = limits.Cell(0, 0, truth, guess, None)
     rel, pear = limits.scaled([cell], 1.0)
     assert rel == pytest.approx(rel_acc(list(guess), list(np.exp(truth))))
     assert rel == pytest.approx(0.625)
@@ -67,8 +67,11 @@ def test_errors_that_persist_across_cells_push_more_tables_out(limits) -> None:
 def test_lag_correlations_and_level_slope_by_hand(limits) -> None:
     truth = np.log([1.0, 2.0, 3.0, 4.0, 5.0])
     err = np.array([0.1, -0.2, 0.3, 0.0, -0.1])
-    same = [limits.Cell(truth, truth + err, None), limits.Cell(truth, truth + 2 * err, None)]
-    flipped = [same[0], limits.Cell(truth, truth - err, None)]
+    same = [
+        limits.Cell(0, 0, truth, truth + err, None),
+        limits.Cell(0, 0, truth, truth + 2 * err, None),
+    ]
+    flipped = [same[0], limits.Cell(0, 0, truth, truth - err, None)]
     assert limits.lag_correlations([same], 1)[1] == pytest.approx(1.0)
     assert limits.lag_correlations([flipped], 1)[1] == pytest.approx(-1.0)
     level = np.array([-0.2, 0.1, 0.0, 0.3, -0.2])
