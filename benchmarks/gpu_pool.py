@@ -44,7 +44,7 @@ from core.training.models import check_device, resolve_model
 
 
 def run_pool(
-    spec: Any, task: Any, jobs: list[PointJob], workers: int, device: str, limit: float
+    task: Any, jobs: list[PointJob], workers: int, device: str, limit: float
 ) -> tuple[dict[int, tuple[float, float, str]], dict[int, Any], dict[str, int]]:
     """Every job through the pool: (start, end, worker) per job, results, peak memory per worker."""
     ex = make_executor(ExecutorConfig(backend="pool", workers=workers, threads=1), None, device)
@@ -112,7 +112,7 @@ def per_worker(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gpu_check import PEAK_BF16_FLOPS, build_model
+    from gpu_check import build_model, peak_flops
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a small model on CPU workers (tests)")
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, size in enumerate(s for _ in range(rounds * workers) for s in sizes)
     ]
     t0 = time.perf_counter()
-    spans, results, memory = run_pool(spec, task, jobs, workers, device, args.limit)
+    spans, results, memory = run_pool(task, jobs, workers, device, args.limit)
     wall = time.perf_counter() - t0
     name = "cpu"
     peak = None
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         name = torch.cuda.get_device_name(0)
-        peak = next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+        peak = peak_flops(torch.device("cuda", 0))
     report = {
         "device": name,
         "gpus": gpus,
